@@ -1,0 +1,84 @@
+"""The in-process fast path: answers that are provably cheap to compare.
+
+Integers, decimals, simple fractions, percentages, choice letters and plain
+text are compared here with ``fractions.Fraction`` and string keys, without
+sympy and without leaving the calling process. Every operation is bounded by
+the length of the (already length-capped) strings, so no deadline is needed.
+``decide`` returns None when the pair needs the full parser (``parse.py``),
+which only ever runs inside a supervised worker process.
+"""
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+from .normalize import choice_letter, is_choice_gold, normalize
+
+_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
+_SIMPLE_RE = re.compile(
+    r"^(?P<sign>[-+]?)\s*(?:"
+    r"(?P<num>(?:\d+(?:\.\d*)?|\.\d+))"
+    r"|\\frac\s*\{\s*(?P<fn>" + _NUM + r")\s*\}\s*\{\s*(?P<fd>" + _NUM + r")\s*\}"
+    r"|\\frac\s*(?P<sn>\d)\s*(?P<sd>\d)"
+    r"|(?P<an>" + _NUM + r")\s*/\s*(?P<ad>" + _NUM + r")"
+    r")\s*(?P<pct>%?)$"
+)
+MAX_DIGITS = 60
+
+
+def simple_value(s: str) -> tuple[Fraction, bool] | None:
+    """(value, is_percent) of an integer, decimal, fraction or percentage string."""
+    if len(s) > 2 * MAX_DIGITS:
+        return None
+    m = _SIMPLE_RE.match(s)
+    if m is None:
+        return None
+    g = m.groupdict()
+    try:
+        if g["num"] is not None:
+            v = Fraction(g["num"])
+        else:
+            num, den = (g["fn"], g["fd"]) if g["fn"] is not None else (
+                (g["sn"], g["sd"]) if g["sn"] is not None else (g["an"], g["ad"]))
+            v = Fraction(num) / Fraction(den)
+    except (ValueError, ZeroDivisionError):
+        return None
+    if g["sign"] == "-":
+        v = -v
+    return v, bool(g["pct"])
+
+
+def _values(v: tuple[Fraction, bool]) -> set[Fraction]:
+    # "20%" stands for 0.2, and a bare 20 answering a percentage question is accepted.
+    return {v[0], v[0] / 100} if v[1] else {v[0]}
+
+
+def is_hedge(math: str) -> bool:
+    return "\\or" in math
+
+
+def decide(pred: str, gold: str) -> bool | None:
+    """True/False when the pair is decidable cheaply, None when it needs sympy."""
+    if is_choice_gold(gold):
+        letter = choice_letter(pred)
+        return letter is not None and letter == choice_letter(gold)
+    p_math, p_text = normalize(pred)
+    g_math, g_text = normalize(gold)
+    if g_text is not None:
+        if p_text is not None:
+            return p_text == g_text and bool(g_text)
+        return None if p_math else False
+    if not g_math or (not p_math and p_text is None):
+        return False
+    if is_hedge(p_math) and not is_hedge(g_math):
+        # "x < 1 or x > 3" is a union of intervals (for the parser); "3 or 5" is a hedge.
+        return None if re.search(r"[<>]|\\[lg]e", p_math) else False
+    gv = simple_value(g_math)
+    pv = simple_value(p_math)
+    if gv is not None and pv is not None:
+        if gv[1] != pv[1]:
+            return bool(_values(gv) & _values(pv))
+        return gv[0] == pv[0]
+    if p_text is not None:
+        return False
+    return None

@@ -1,0 +1,287 @@
+"""Comparison: is a parsed prediction the same mathematics as the parsed gold?
+
+What is equal to what:
+  * numbers: exactly. Integers and fractions compare as rationals (``2^{64}-1``
+    is not ``2^{64}``); a written decimal is the exact rational it denotes
+    (``0.375`` = ``3/8``) so an approximation of an irrational gold is wrong
+    (``3.14`` vs ``\\pi``). Irrational constants are equal when their difference
+    evaluates to zero at a working precision of 60 significant digits above
+    their magnitude.
+  * formulas with variables: equal at several random points (relative
+    difference below 1e-12 at every point).
+  * ``x = 3`` equals ``3``; two equations are equal when both sides match or
+    ``lhs - rhs`` of one is a non-zero constant multiple of the other's.
+  * sets (``\\{..\\}``, ``\\pm``, bare lists ``2, 3``) are unordered; tuples,
+    points and intervals are ordered and their brackets must agree (except at
+    an infinite end); unions are unordered lists of intervals; an inequality in
+    one variable equals the interval or union it describes.
+  * matrices: same shape and entries; a one-column matrix equals a tuple.
+"""
+from __future__ import annotations
+
+import random
+
+import sympy
+
+from .parse import Bracketed, FSet, Matrix, Rel, Seq, UnionV
+
+_TOL_DIGITS = 40
+_SAMPLES = 4
+
+
+def _is_infinite(x) -> bool:
+    return isinstance(x, sympy.Expr) and x.has(sympy.oo, -sympy.oo, sympy.zoo)
+
+
+def expr_equal(a: sympy.Expr, b: sympy.Expr) -> bool:
+    if a == b:
+        return True
+    if a.is_Rational and b.is_Rational:
+        return False
+    if _is_infinite(a) or _is_infinite(b):
+        return False
+    if a.has(sympy.nan) or b.has(sympy.nan):
+        return False
+    fa, fb = a.free_symbols, b.free_symbols
+    if not fa and not fb:
+        return _const_zero(a - b, a)
+    return _equal_at_points(a, b, sorted(fa | fb, key=str))
+
+
+def _magnitude_digits(x: sympy.Expr) -> int:
+    try:
+        v = abs(complex(x.evalf(15)))
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    if v == 0 or v != v or v == float("inf"):
+        return 0
+    import math
+
+    return max(0, int(math.log10(v)) + 1)
+
+
+def _const_zero(d: sympy.Expr, scale: sympy.Expr) -> bool:
+    prec = _TOL_DIGITS + 20 + _magnitude_digits(scale)
+    try:
+        v = d.evalf(prec)
+        if not v.is_number:
+            return False
+        re_, im_ = v.as_real_imag()
+        mag = abs(complex(sympy.Abs(v).evalf(20)))
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+        return False
+    return mag < 10.0 ** (-_TOL_DIGITS)
+
+
+def _equal_at_points(a, b, syms) -> bool:
+    rng = random.Random(1234)
+    good = 0
+    for _ in range(_SAMPLES * 2):
+        point = {s: sympy.Rational(rng.randint(1, 10**6), 10**5) + sympy.Rational(1, 7) for s in syms}
+        try:
+            va = complex(a.subs(point).evalf(30))
+            vb = complex(b.subs(point).evalf(30))
+        except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+            continue
+        if any(z != z or abs(z) == float("inf") for z in (va, vb)):
+            continue
+        if abs(va - vb) > 1e-12 * max(1.0, abs(va), abs(vb)):
+            return False
+        good += 1
+        if good >= _SAMPLES:
+            return True
+    return False
+
+
+def _proportional(f: sympy.Expr, g: sympy.Expr) -> bool:
+    """f = c * g for a non-zero constant c (the same solution set)."""
+    syms = sorted(f.free_symbols | g.free_symbols, key=str)
+    if f.free_symbols != g.free_symbols or not syms:
+        return False
+    rng = random.Random(99)
+    ratio = None
+    good = 0
+    for _ in range(_SAMPLES * 2):
+        point = {s: sympy.Rational(rng.randint(1, 10**6), 10**5) + sympy.Rational(1, 3) for s in syms}
+        try:
+            vf = complex(f.subs(point).evalf(30))
+            vg = complex(g.subs(point).evalf(30))
+        except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+            continue
+        if abs(vg) < 1e-12 or vf != vf or vg != vg:
+            continue
+        r = vf / vg
+        if abs(r) < 1e-12:
+            return False
+        if ratio is None:
+            ratio = r
+        elif abs(r - ratio) > 1e-9 * max(1.0, abs(ratio)):
+            return False
+        good += 1
+        if good >= _SAMPLES:
+            return True
+    return False
+
+
+def _unwrap_assignment(v):
+    """``x = 3`` -> 3, ``x \\in [1, 2]`` -> [1, 2], ``2+3 = 5`` -> 5."""
+    if isinstance(v, Rel) and len(v.ops) == 1 and v.ops[0] in ("=", "in"):
+        lhs, rhs = v.terms
+        if isinstance(lhs, sympy.Symbol) or (v.ops[0] == "=" and isinstance(lhs, sympy.Expr)
+                                             and isinstance(rhs, sympy.Expr) and not lhs.free_symbols):
+            return rhs
+    if isinstance(v, Rel) and all(op == "=" for op in v.ops) and len(v.ops) > 1:
+        return v.terms[-1]
+    return v
+
+
+def _inequality_interval(r: Rel):
+    """The interval an inequality chain in one symbol describes, or None."""
+    if not all(op in ("<", "<=", ">", ">=") for op in r.ops):
+        return None
+    terms = list(r.terms)
+    ops = list(r.ops)
+    if ops[0] in (">", ">="):  # read chains right to left
+        terms.reverse()
+        ops = [{">": "<", ">=": "<="}[o] for o in reversed(ops)]
+    if any(o not in ("<", "<=") for o in ops):
+        return None
+    var = [k for k, t in enumerate(terms) if isinstance(t, sympy.Symbol)]
+    if len(var) != 1 or any(not isinstance(t, sympy.Expr) or t.free_symbols for k, t in enumerate(terms) if k != var[0]):
+        return None
+    k = var[0]
+    if len(terms) == 2:
+        if k == 0:
+            return Bracketed("(", ")" if ops[0] == "<" else "]", (-sympy.oo, terms[1]))
+        return Bracketed("(" if ops[0] == "<" else "[", ")", (terms[0], sympy.oo))
+    if len(terms) == 3 and k == 1:
+        return Bracketed("(" if ops[0] == "<" else "[", ")" if ops[1] == "<" else "]", (terms[0], terms[2]))
+    return None
+
+
+def _as_set_like(v):
+    if isinstance(v, Rel):
+        iv = _inequality_interval(v)
+        if iv is not None:
+            return iv
+    if isinstance(v, UnionV):
+        return UnionV(tuple(_as_set_like(p) for p in v.parts))
+    return v
+
+
+def _ordered_equal(xs, ys) -> bool:
+    return len(xs) == len(ys) and all(equal(x, y) for x, y in zip(xs, ys))
+
+
+def _unordered_equal(xs, ys) -> bool:
+    xs, ys = list(xs), list(ys)
+    used = [False] * len(ys)
+    for x in xs:
+        for j, y in enumerate(ys):
+            if equal(x, y):
+                used[j] = True
+                break
+        else:
+            return False
+    # every y must be matched by some x (sets: duplicates collapse)
+    for j, y in enumerate(ys):
+        if not used[j] and not any(equal(x, y) for x in xs):
+            return False
+    return True
+
+
+def _brackets_equal(a: Bracketed, b: Bracketed) -> bool:
+    if len(a.items) != len(b.items) or not _ordered_equal(a.items, b.items):
+        return False
+    left_ok = a.left == b.left or _is_infinite(a.items[0])
+    right_ok = a.right == b.right or _is_infinite(a.items[-1])
+    return left_ok and right_ok
+
+
+def equal(p, g) -> bool:
+    """Structural mathematical equality of two parsed values (see module docstring)."""
+    if isinstance(p, Rel) and isinstance(g, Rel) and p.ops == g.ops == ("=",):
+        return _relations_equal(p, g)
+    p, g = _as_set_like(_unwrap_assignment(p)), _as_set_like(_unwrap_assignment(g))
+    if isinstance(p, Seq):
+        p = Seq(tuple(_as_set_like(_unwrap_assignment(x)) for x in p.items))
+    if isinstance(g, Seq):
+        g = Seq(tuple(_as_set_like(_unwrap_assignment(x)) for x in g.items))
+    if isinstance(p, sympy.Expr) and isinstance(g, sympy.Expr):
+        return expr_equal(p, g)
+    if isinstance(p, (FSet, Seq)) and isinstance(g, (FSet, Seq)):
+        return _unordered_equal(p.items, g.items)
+    if isinstance(p, FSet) and len(p.items) == 1 and not isinstance(g, (FSet, Seq)):
+        return equal(p.items[0], g)
+    if isinstance(g, FSet) and len(g.items) == 1 and not isinstance(p, (FSet, Seq)):
+        return equal(p, g.items[0])
+    if isinstance(p, Bracketed) and isinstance(g, Bracketed):
+        return _brackets_equal(p, g)
+    if isinstance(p, Seq) and isinstance(g, Bracketed) and g.left == "(" and g.right == ")":
+        return _ordered_equal(p.items, g.items)
+    if isinstance(p, UnionV) and isinstance(g, UnionV):
+        return len(p.parts) == len(g.parts) and _unordered_equal(p.parts, g.parts)
+    if isinstance(p, Matrix) and isinstance(g, Matrix):
+        return len(p.rows) == len(g.rows) and all(_ordered_equal(r, s) for r, s in zip(p.rows, g.rows))
+    if isinstance(p, Matrix) != isinstance(g, Matrix):
+        m, other = (p, g) if isinstance(p, Matrix) else (g, p)
+        flat = [x for row in m.rows for x in row]
+        if (len(m.rows) == 1 or all(len(r) == 1 for r in m.rows)) and isinstance(other, Bracketed) \
+                and other.left == "(" and other.right == ")":
+            return _ordered_equal(flat, other.items)
+        return False
+    if isinstance(p, Rel) and isinstance(g, Rel):
+        return _relations_equal(p, g)
+    return False
+
+
+def _relations_equal(p: Rel, g: Rel) -> bool:
+    if p.ops != g.ops and not (len(p.ops) == len(g.ops) == 1 and {p.ops[0], g.ops[0]} <= {"=", "!="}):
+        if len(p.ops) == len(g.ops) == 1 and all(isinstance(t, sympy.Expr) for t in p.terms + g.terms):
+            flip = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}
+            if flip.get(p.ops[0]) == g.ops[0]:
+                return _relations_equal(Rel(g.ops, (p.terms[1], p.terms[0])), g)
+        return False
+    if p.ops != g.ops:
+        return False
+    if _ordered_equal(p.terms, g.terms):
+        return True
+    if len(p.ops) == 1 and p.ops[0] in ("=", "!=") and all(isinstance(t, sympy.Expr) for t in p.terms + g.terms):
+        if _ordered_equal(p.terms[::-1], g.terms):
+            return True
+        return _proportional(p.terms[0] - p.terms[1], g.terms[0] - g.terms[1])
+    return False
+
+
+def answers_equal(pred: str, gold: str) -> bool:
+    """Full check of two extracted answer strings: normalise, parse, compare.
+
+    Runs sympy, so it is only ever called inside a supervised worker (or by
+    tests); ``runner`` enforces the deadline around it. Never raises.
+    """
+    from .normalize import normalize
+    try:
+        p_math, p_text = normalize(pred)
+        g_math, g_text = normalize(gold)
+        if p_text is not None or g_text is not None:
+            return p_text is not None and p_text == g_text
+        if not p_math or not g_math:
+            return False
+        pv = _candidates(p_math)
+        gv = _candidates(g_math)
+        if pv[0][1] and gv[0][1]:  # both are percentages: compare as written
+            return equal(pv[0][0], gv[0][0])
+        return any(equal(a, b) for a, _ in pv for b, _ in gv)
+    except Exception:  # Refused, RecursionError, MemoryError, any sympy error: not equal
+        return False
+
+
+def _candidates(math: str):
+    """The parsed value, plus the value without its % sign ("20%" may be read as 20)."""
+    from .parse import parse
+
+    v, pct = parse(math)
+    out = [(v, pct)]
+    if pct:
+        out.append((parse(math.replace("%", " "))[0], False))
+    return out

@@ -1,0 +1,172 @@
+"""Normalisation: rewrite an answer string into a canonical LaTeX-ish form.
+
+String to string, pure Python, linear-time. Removes what never changes the
+value (sizing commands, spacing, ``$``, currency, degree signs, units in
+``\\text{}``, thousands separators) and recognises multiple-choice letters and
+plain-text answers. Parsing to mathematics happens later, in ``parse.py``.
+"""
+from __future__ import annotations
+
+import re
+
+MAX_ANSWER_CHARS = 1000
+"""Longer answers are refused (scored False): no real final answer is this long."""
+
+_UNIT_WORDS = {
+    "cm", "mm", "km", "m", "meter", "meters", "metre", "metres", "centimeter", "centimeters", "inch", "inches",
+    "in", "ft", "feet", "foot", "yard", "yards", "mile", "miles", "mph", "kg", "g", "gram", "grams", "lb", "lbs",
+    "pound", "pounds", "ounce", "ounces", "oz", "s", "sec", "second", "seconds", "min", "minute", "minutes",
+    "hour", "hours", "hr", "hrs", "h", "day", "days", "week", "weeks", "month", "months", "year", "years",
+    "dollar", "dollars", "cent", "cents", "usd", "degree", "degrees", "units", "unit", "square", "sq", "cubic",
+    "liter", "liters", "litre", "l", "ml", "gallon", "gallons", "people", "students", "apples", "marbles",
+    "times", "ways", "points", "percent", "mathrm", "per", "page", "pages", "books", "cookies", "eggs", "boxes",
+}
+_KNOWN_WORDS = {"sqrt", "pi", "sin", "cos", "tan", "cot", "sec", "csc", "ln", "log", "exp", "infty", "inf",
+                "arcsin", "arccos", "arctan", "and", "or", "i", "e", "x", "y", "z"}
+
+_SPACING_RE = re.compile(r"\\(?:displaystyle|textstyle|scriptstyle|left|right|bigl|bigr|Bigl|Bigr|big|Big|biggl|biggr|"
+                         r"bigg|Bigg|middle|limits|nolimits)(?![A-Za-z])")
+_TEXT_CMD_RE = re.compile(r"\\(text|textbf|textit|textrm|texttt|textup|mbox|mathrm|mathbf|mathit|mathsf|mathtt|boxed|"
+                          r"operatorname|emph|hbox|textnormal|bf|rm)\s*\{")
+_DEGREE_RE = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree(?![A-Za-z])|\^\s*\{\s*\\text\{\s*o\s*\}\s*\}")
+_THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+_CHOICE_RE = re.compile(r"^(?:option|choice|answer)?\s*[:\s]*\(?\s*([A-J])\s*\)?(?:\s*[.:)]|\s|$)")
+
+
+def _unwrap_text_commands(s: str) -> tuple[str, list[str]]:
+    """Replace ``\\text{...}``-like groups by placeholders; return the pieces.
+
+    ``\\mathrm{e}`` and friends keep their single math letter; everything else
+    becomes a placeholder so the caller can decide between "unit" and "text".
+    """
+    out: list[str] = []
+    pieces: list[str] = []
+    pos = 0
+    for _ in range(200):
+        m = _TEXT_CMD_RE.search(s, pos)
+        if m is None:
+            break
+        depth, k = 0, m.end() - 1
+        while k < len(s):
+            if s[k] == "{" and s[k - 1] != "\\":
+                depth += 1
+            elif s[k] == "}" and s[k - 1] != "\\":
+                depth -= 1
+                if depth == 0:
+                    break
+            k += 1
+        if k >= len(s):
+            break
+        content = s[m.end() : k]
+        out.append(s[pos : m.start()])
+        cmd = m.group(1)
+        if cmd in ("mathrm", "mathbf", "mathit", "operatorname", "boxed") and (
+            len(content.strip()) <= 1 or cmd == "boxed" or content.strip() in ("sin", "cos", "tan", "log", "ln")):
+            out.append(" " + (content if cmd == "boxed" else content.strip() if len(content.strip()) == 1
+                              else "\\" + content.strip()) + " ")
+        else:
+            out.append("\x00%d\x00" % len(pieces))
+            pieces.append(content)
+        pos = k + 1
+    out.append(s[pos:])
+    return "".join(out), pieces
+
+
+def _drop_spacing(s: str) -> str:
+    s = s.replace("\\\\", " \\cr ")  # a matrix row break, before "\\ " is read as a space
+    s = s.replace("{,}", "").replace(",\\!", ",").replace("\\!", "")
+    s = re.sub(r"(?<=\d)\\[,;: ](?=\d{3}(?!\d))", "", s)  # 1\,234 is one thousand two hundred ...
+    s = re.sub(r"\\(?:,|;|:|quad|qquad|enspace|thinspace| )", " ", s)
+    s = s.replace("~", " ")
+    s = _SPACING_RE.sub("", s)
+    return s
+
+
+def strip_math_delimiters(s: str) -> str:
+    s = s.strip()
+    for _ in range(3):
+        before = s
+        if s.startswith("$$") and s.endswith("$$") and len(s) >= 4:
+            s = s[2:-2].strip()
+        if s.startswith("$") and s.endswith("$") and len(s) >= 2:
+            s = s[1:-1].strip()
+        for a, b in (("\\(", "\\)"), ("\\[", "\\]")):
+            if s.startswith(a) and s.endswith(b):
+                s = s[2:-2].strip()
+        if s == before:
+            break
+    return s
+
+
+def choice_letter(s: str) -> str | None:
+    """The multiple-choice letter an answer names: ``(C)``, ``\\text{(B)}``, ``\\textbf{(A) }12``, ``D.``."""
+    if not s or len(s) > MAX_ANSWER_CHARS:
+        return None
+    s = strip_math_delimiters(s)
+    s, pieces = _unwrap_text_commands(s)
+    s = re.sub("\x00(\\d+)\x00", lambda m: pieces[int(m.group(1))], s)
+    s = s.replace("$", "").replace("\\", " ").strip().lstrip("*").strip()
+    m = _CHOICE_RE.match(s)
+    return m.group(1) if m else None
+
+
+def is_choice_gold(gold: str) -> bool:
+    """Gold is a lone letter such as ``C``, ``(C)`` or ``\\text{(C)}``."""
+    g = strip_math_delimiters(gold)
+    g, pieces = _unwrap_text_commands(g)
+    g = re.sub("\x00(\\d+)\x00", lambda m: pieces[int(m.group(1))], g)
+    return re.fullmatch(r"\s*\(?\s*[A-J]\s*\)?\s*\.?\s*", g) is not None
+
+
+def _text_key(s: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", s.lower()).strip()
+
+
+def normalize(answer: str) -> tuple[str, str | None]:
+    """Canonical math string and, when the answer is prose, its text key.
+
+    Returns ``(math, text)``: ``text`` is set when the answer holds no
+    mathematics at all (``\\text{Monday}``, ``yes``); ``math`` is then "".
+    """
+    s = strip_math_delimiters(answer)
+    if len(s) > MAX_ANSWER_CHARS:
+        return "", None
+    s = _drop_spacing(s)
+    s = re.sub(r"\\[dt]frac(?![A-Za-z])", r"\\frac", s)
+    s = re.sub(r"\\[dt]binom(?![A-Za-z])", r"\\binom", s)
+    s = _DEGREE_RE.sub(" ", s)
+    s = re.sub(r"\\\$|\\textdollar|€|£|\bUSD\b|\\euro", " ", s)
+    s = s.replace("$", " ")
+    s = s.replace("\\%", "%").replace("\\percent", "%")
+    s, pieces = _unwrap_text_commands(s)
+    rest = re.sub("\x00\\d+\x00", " ", s).strip()
+    if not rest.strip(" ,.;:()[]{}^_"):
+        text = " ".join(pieces)
+        if re.search(r"\d|\\", text) and len(pieces) == 1:
+            return normalize(text)
+        return "", _text_key(text)
+
+    def piece(m: re.Match) -> str:
+        content = pieces[int(m.group(1))].strip()
+        if re.fullmatch(r"(?i)or", content):
+            return r" \or "
+        if re.fullmatch(r"(?i)and|,", content):
+            return ","
+        return " \x01 "  # a unit or a remark: dropped below
+
+    s = re.sub("\x00(\\d+)\x00", piece, s)
+    s = re.sub(r"\x01\s*(?:\^\s*\{?\s*[23]\s*\}?)?", " ", s)
+    # Trailing unit words in plain text: "12 cm^2", "5 dollars", "30 degrees".
+    for _ in range(4):
+        m = re.search(r"(?<=[\d}.)\s])\s*([A-Za-z]{2,})(?:\s*\^\s*\{?\s*[23]\s*\}?)?\s*\.?\s*$", s)
+        if m is None or m.group(1).lower() in _KNOWN_WORDS or m.group(1).lower() not in _UNIT_WORDS:
+            break
+        s = s[: m.start()]
+    s = re.sub(r"\s+", " ", s).strip()
+    s = s.rstrip(".").strip()
+    words = re.findall(r"[A-Za-z]+", s)
+    if re.fullmatch(r"[A-Za-z][A-Za-z\s'.,!-]*", s) and any(len(w) > 2 and w.lower() not in _KNOWN_WORDS for w in words):
+        return "", _text_key(s)
+    if _THOUSANDS_RE.match(s):
+        s = s.replace(",", "")
+    return s, None

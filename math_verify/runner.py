@@ -1,0 +1,223 @@
+"""The safe runner: a persistent pool of worker processes with a hard deadline.
+
+Anything that touches sympy runs in a worker process, never in the caller.
+The parent enforces the deadline from outside: each pair gets ``timeout``
+seconds from the moment it is handed to a worker; a worker that has not
+answered by then is killed (SIGKILL) and replaced, and its pair scores False.
+That holds against any sympy routine, in any thread, and against memory
+blow-ups (each worker also runs under an address-space limit).
+
+Workers are started with the "forkserver" method (or "spawn" where there is
+no forkserver), never plain fork: the trainer has torch, CUDA and threads.
+The forkserver preloads sympy and this package, so replacing a killed worker
+costs milliseconds, not a fresh sympy import. The pool is created lazily on
+first use, reused across calls, and shut down at interpreter exit.
+"""
+from __future__ import annotations
+
+import atexit
+import multiprocessing as mp
+import os
+import threading
+import time
+from collections import deque
+from multiprocessing.connection import wait
+
+STARTUP_TIMEOUT = 120.0
+"""Seconds a new worker may take to import sympy before it is given up on."""
+WORKER_MEMORY_BYTES = 3 << 30
+"""Address-space limit of a worker; a pair that needs more scores False."""
+
+
+def default_workers() -> int:
+    """Worker processes per calling process.
+
+    The CPUs this process may use, divided by the processes torchrun runs on
+    this node (``LOCAL_WORLD_SIZE``), capped at 8: every rank verifies its own
+    64-512 pairs per step at the same time as the others.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, min(8, cpus // local))
+
+
+def _worker_main(conn) -> None:
+    """Worker loop: receive (task_id, kind, a, b), answer (task_id, bool)."""
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_BYTES, WORKER_MEMORY_BYTES))
+    except (ImportError, ValueError, OSError):
+        pass
+    from .compare import answers_equal
+
+    conn.send(("ready", None))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        task_id, kind, a, b = msg
+        if kind == "judge":
+            result = answers_equal(a, b)
+        elif kind == "_sleep":  # test hook: a comparison that hangs for `a` seconds
+            time.sleep(a)
+            result = True
+        else:
+            result = False
+        try:
+            conn.send((task_id, bool(result)))
+        except (OSError, ValueError):
+            return
+
+
+class _Worker:
+    def __init__(self, ctx):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child,), daemon=True)
+        self.proc.start()
+        child.close()
+        self.ready = False
+        self.started = time.monotonic()
+        self.task: int | None = None
+        self.deadline = 0.0
+
+    def kill(self) -> None:
+        try:
+            self.proc.kill()
+            self.proc.join(5)
+        except (OSError, ValueError, AssertionError):
+            pass
+        try:
+            self.conn.close()
+        except OSError:
+            pass
+
+
+def _context():
+    methods = mp.get_all_start_methods()
+    if "forkserver" in methods:
+        ctx = mp.get_context("forkserver")
+        try:
+            ctx.set_forkserver_preload(["math_verify.compare"])
+        except (ValueError, TypeError):
+            pass
+        return ctx
+    return mp.get_context("spawn")
+
+
+class Pool:
+    """Persistent worker pool; ``run`` answers a list of tasks, each within ``timeout``."""
+
+    def __init__(self):
+        self._ctx = None
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+        self.killed = 0  # workers killed for missing their deadline (for tests and logs)
+
+    def _resize(self, n: int) -> None:
+        if self._ctx is None:
+            self._ctx = _context()
+        for w in [w for w in self._workers if not w.proc.is_alive()]:
+            self._replace(w)
+        while len(self._workers) < n:
+            self._workers.append(_Worker(self._ctx))
+        while len(self._workers) > n:
+            w = self._workers.pop()
+            try:
+                w.conn.send(None)
+            except OSError:
+                pass
+            w.kill()
+
+    def _replace(self, w: _Worker) -> None:
+        w.kill()
+        self._workers[self._workers.index(w)] = _Worker(self._ctx)
+
+    def size(self) -> int:
+        return len(self._workers)
+
+    def run(self, tasks: list[tuple[str, object, object]], timeout: float, workers: int) -> list[bool]:
+        """Answer each (kind, a, b) task; False for any task that misses its deadline."""
+        with self._lock:
+            return self._run(tasks, float(timeout), max(1, int(workers)))
+
+    def _run(self, tasks, timeout, workers):
+        results = [False] * len(tasks)
+        if not tasks:
+            return results
+        self._resize(workers)
+        todo = deque(range(len(tasks)))
+        busy = 0
+        while todo or busy:
+            now = time.monotonic()
+            for w in self._workers:
+                if w.ready and w.task is None and todo:
+                    idx = todo.popleft()
+                    try:
+                        w.conn.send((idx, *tasks[idx]))
+                    except (OSError, ValueError):
+                        self._replace(w)
+                        continue  # results[idx] stays False
+                    w.task, w.deadline = idx, now + timeout
+                    busy += 1
+            waits = [w.deadline - now for w in self._workers if w.task is not None]
+            waits += [w.started + STARTUP_TIMEOUT - now for w in self._workers if not w.ready]
+            if not waits:
+                break
+            ready = wait([w.conn for w in self._workers], timeout=max(0.0, min(waits)))
+            now = time.monotonic()
+            for w in list(self._workers):
+                if w.conn in ready:
+                    try:
+                        msg = w.conn.recv()
+                    except (EOFError, OSError):  # the worker died: its pair scores False
+                        if w.task is not None:
+                            busy -= 1
+                        self._replace(w)
+                        continue
+                    if msg[0] == "ready":
+                        w.ready = True
+                    elif msg[0] == w.task:
+                        results[w.task] = bool(msg[1])
+                        w.task = None
+                        busy -= 1
+                elif w.task is not None and now >= w.deadline:
+                    self.killed += 1
+                    busy -= 1
+                    self._replace(w)
+                elif not w.ready and now >= w.started + STARTUP_TIMEOUT:
+                    self._replace(w)
+                    if all(not x.ready for x in self._workers) and todo:
+                        todo.clear()  # no worker can start: everything left scores False
+        return results
+
+    def close(self) -> None:
+        for w in self._workers:
+            try:
+                w.conn.send(None)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 1.0
+        for w in self._workers:
+            w.proc.join(max(0.0, deadline - time.monotonic()))
+            w.kill()
+        self._workers = []
+
+
+_POOL: Pool | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def get_pool() -> Pool:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = Pool()
+            atexit.register(_POOL.close)
+        return _POOL
