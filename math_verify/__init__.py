@@ -30,6 +30,8 @@ def _prepare(completion, gold):
     answer = extract_answer(completion)
     if answer is None or not gold.strip():
         return ("done", False)
+    if "boxed" in gold or "fbox" in gold:  # a full worked solution given as gold
+        gold = extract_answer(gold) or gold
     verdict = decide(answer, gold)
     if verdict is not None:
         return ("done", verdict)

@@ -70,6 +70,8 @@ def decide(pred: str, gold: str) -> bool | None:
         return None if p_math else False
     if not g_math or (not p_math and p_text is None):
         return False
+    if p_math == g_math:
+        return True
     if is_hedge(p_math) and not is_hedge(g_math):
         # "x < 1 or x > 3" is a union of intervals (for the parser); "3 or 5" is a hedge.
         return None if re.search(r"[<>]|\\[lg]e", p_math) else False

@@ -125,10 +125,17 @@ def _proportional(f: sympy.Expr, g: sympy.Expr) -> bool:
 
 def _unwrap_assignment(v):
     """``x = 3`` -> 3, ``x \\in [1, 2]`` -> [1, 2], ``2+3 = 5`` -> 5."""
+    if isinstance(v, Rel) and "~" in v.ops:  # x = 1/3 \approx 0.33: keep the exact part
+        k = v.ops.index("~")
+        v = v.terms[0] if k == 0 else Rel(v.ops[:k], v.terms[: k + 1])
+        if not isinstance(v, Rel):
+            return v
     if isinstance(v, Rel) and len(v.ops) == 1 and v.ops[0] in ("=", "in"):
         lhs, rhs = v.terms
-        if isinstance(lhs, sympy.Symbol) or (v.ops[0] == "=" and isinstance(lhs, sympy.Expr)
-                                             and isinstance(rhs, sympy.Expr) and not lhs.free_symbols):
+        if isinstance(lhs, sympy.Symbol):
+            return rhs
+        if (v.ops[0] == "=" and isinstance(lhs, sympy.Expr) and isinstance(rhs, sympy.Expr)
+                and not lhs.free_symbols and not rhs.free_symbols):
             return rhs
     if isinstance(v, Rel) and all(op == "=" for op in v.ops) and len(v.ops) > 1:
         return v.terms[-1]
@@ -146,6 +153,8 @@ def _inequality_interval(r: Rel):
         ops = [{">": "<", ">=": "<="}[o] for o in reversed(ops)]
     if any(o not in ("<", "<=") for o in ops):
         return None
+    if len(terms) == 2:
+        terms = _isolate_linear(terms)
     var = [k for k, t in enumerate(terms) if isinstance(t, sympy.Symbol)]
     if len(var) != 1 or any(not isinstance(t, sympy.Expr) or t.free_symbols for k, t in enumerate(terms) if k != var[0]):
         return None
@@ -157,6 +166,28 @@ def _inequality_interval(r: Rel):
     if len(terms) == 3 and k == 1:
         return Bracketed("(" if ops[0] == "<" else "[", ")" if ops[1] == "<" else "]", (terms[0], terms[2]))
     return None
+
+
+def _isolate_linear(terms):
+    """``-x > -1`` (read as ``-1 < -x``) -> ``[x, 1]`` with the inequality flipped, for linear forms.
+
+    ``terms`` is [low, high] of ``low < high``; returns the same shape with the
+    variable alone, or the input unchanged when it is not linear in one symbol.
+    """
+    low, high = terms
+    if not (isinstance(low, sympy.Expr) and isinstance(high, sympy.Expr)):
+        return terms
+    syms = low.free_symbols | high.free_symbols
+    if len(syms) != 1 or isinstance(low, sympy.Symbol) or isinstance(high, sympy.Symbol):
+        return terms
+    (x,) = syms
+    f = sympy.expand(high - low)  # low < high  <=>  f > 0
+    c = f.coeff(x, 1)
+    rest = sympy.expand(f - c * x)
+    if not c.is_number or c == 0 or rest.has(x) or not c.is_real:
+        return terms
+    bound = -rest / c
+    return [bound, x] if c > 0 else [x, bound]
 
 
 def _as_set_like(v):

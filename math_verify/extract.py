@@ -20,7 +20,7 @@ MAX_COMPLETION_CHARS = 200_000
 """Longer completions are cut to their last this-many characters."""
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\b")
-_HEDGE_CONNECTOR_RE = re.compile(r"^[\s$,;.\\()\[\]]*(?:or|\\text\{\s*or\s*\})[\s$\\()\[\]]*$", re.I)
+_HEDGE_CONNECTOR_RE = re.compile(r"\bor\b|\bmaybe\b|\bpossibly\b|\balternatively\b|\beither\b", re.I)
 _LIST_CONNECTOR_RE = re.compile(r"^[\s$,;\\()\[\]]*(?:,|and|\\text\{\s*and\s*\}|\\quad|\\qquad)?[\s$,\\()\[\]]*$", re.I)
 _MINERVA_RE = re.compile(r"final answer is\s*(.{1,400}?)\s*\.?\s*I hope it is correct", re.I | re.S)
 _ANSWER_LINE_RE = re.compile(r"(?:^|\n)[ \t*#>_]*(?:final\s+)?answer[ \t*_]*[:：][ \t*_]*([^\n]{1,400})", re.I)
@@ -92,7 +92,7 @@ def _last_box_cluster(text: str) -> str | None:
         between = text[prev[1] : cluster[0][0]]
         if len(between) > 40:
             break
-        if _HEDGE_CONNECTOR_RE.match(between):
+        if _HEDGE_CONNECTOR_RE.search(between):
             hedged = True
         elif not _LIST_CONNECTOR_RE.match(between):
             break

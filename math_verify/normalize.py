@@ -29,7 +29,7 @@ _SPACING_RE = re.compile(r"\\(?:displaystyle|textstyle|scriptstyle|left|right|bi
 _TEXT_CMD_RE = re.compile(r"\\(text|textbf|textit|textrm|texttt|textup|mbox|mathrm|mathbf|mathit|mathsf|mathtt|boxed|"
                           r"operatorname|emph|hbox|textnormal|bf|rm)\s*\{")
 _DEGREE_RE = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree(?![A-Za-z])|\^\s*\{\s*\\text\{\s*o\s*\}\s*\}")
-_THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+_THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?:(?:,\d{3})+|(?: \d{3})+)(?:\.\d+)?$")
 _CHOICE_RE = re.compile(r"^(?:option|choice|answer)?\s*[:\s]*\(?\s*([A-J])\s*\)?(?:\s*[.:)]|\s|$)")
 
 
@@ -168,5 +168,5 @@ def normalize(answer: str) -> tuple[str, str | None]:
     if re.fullmatch(r"[A-Za-z][A-Za-z\s'.,!-]*", s) and any(len(w) > 2 and w.lower() not in _KNOWN_WORDS for w in words):
         return "", _text_key(s)
     if _THOUSANDS_RE.match(s):
-        s = s.replace(",", "")
+        s = s.replace(",", "").replace(" ", "")
     return s, None

@@ -82,12 +82,13 @@ _FUNCS = {
 }
 _INVERSE = {"sin": sympy.asin, "cos": sympy.acos, "tan": sympy.atan}
 _RELOPS = {"=": "=", "<": "<", ">": ">", "lt": "<", "gt": ">", "le": "<=", "leq": "<=", "leqslant": "<=",
-           "ge": ">=", "geq": ">=", "geqslant": ">=", "ne": "!=", "neq": "!=", "in": "in", "approx": "="}
+           "ge": ">=", "geq": ">=", "geqslant": ">=", "ne": "!=", "neq": "!=", "in": "in", "approx": "~",
+           "sim": "~", "simeq": "~", "equiv": "="}
 _UNICODE = {"π": "\\pi ", "√": "\\sqrt ", "×": "\\times ", "·": "\\cdot ", "−": "-", "–": "-", "≤": "\\le ",
             "≥": "\\ge ", "≠": "\\ne ", "∞": "\\infty ", "∪": "\\cup ", "÷": "\\div ", "∈": "\\in "}
 _WORDS = {"sqrt", "pi", "infty", "inf", "sin", "cos", "tan", "cot", "sec", "csc", "ln", "log", "exp",
           "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "or", "and"}
-_TOKEN_RE = re.compile(r"\\[A-Za-z]+|\\.|\d+(?:\.\d*)?|\.\d+|[A-Za-z]+|\S")
+_TOKEN_RE = re.compile(r"!=|\\[A-Za-z]+|\\.|\d+(?:\.\d*)?|\.\d+|[A-Za-z]+|\S")
 
 
 def tokenize(s: str) -> list[tuple[str, str]]:
@@ -96,7 +97,9 @@ def tokenize(s: str) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for m in _TOKEN_RE.finditer(s):
         t = m.group(0)
-        if t[0] == "\\" and len(t) > 1 and t[1].isalpha():
+        if t == "!=":
+            out.append(("cmd", "ne"))
+        elif t[0] == "\\" and len(t) > 1 and t[1].isalpha():
             out.append(("cmd", t[1:]))
         elif t[0] == "\\":
             out.append(("op", t))
@@ -507,6 +510,18 @@ class Parser:
     def _primary(self):
         kind, val = self.next()
         if kind == "num":
+            if self.at("op", "_"):  # 204_5: digits in base 5
+                self.next()
+                t = self.next()
+                if t == ("op", "{"):
+                    t = self.next()
+                    self.expect("op", "}")
+                if t[0] != "num" or not t[1].isdigit() or not 2 <= int(t[1]) <= 36 or not val.isdigit():
+                    raise Refused("bad base subscript")
+                try:
+                    return sympy.Integer(int(val, int(t[1])))
+                except ValueError:
+                    raise Refused("digit out of range for base") from None
             v = _number(val)
             if self.at("cmd", "overline"):  # 0.\overline{3} = 1/3
                 self.next()
@@ -610,12 +625,12 @@ def expand_pm(v):
     """Replace the placeholder of ``a \\pm b`` by the set {a + b, a - b}."""
     if isinstance(v, sympy.Expr) and v.has(PM):
         return FSet((v.subs(PM, 1), v.subs(PM, -1)))
-    if isinstance(v, Seq):
+    if isinstance(v, (Seq, FSet)):
         items = []
         for x in v.items:
             x = expand_pm(x)
-            items.extend(x.items if isinstance(x, FSet) and isinstance(x, FSet) else [x])
-        return Seq(tuple(items))
+            items.extend(x.items if isinstance(x, FSet) else [x])
+        return type(v)(tuple(items))
     if isinstance(v, Rel):
         terms = [expand_pm(t) for t in v.terms]
         if any(isinstance(t, FSet) for t in terms) and len(terms) == 2 and v.ops == ("=",):
