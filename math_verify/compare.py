@@ -73,7 +73,15 @@ def _const_zero(d: sympy.Expr, scale: sympy.Expr) -> bool:
     return mag < 10.0 ** (-_TOL_DIGITS)
 
 
+def _numeric_form(x: sympy.Expr) -> sympy.Expr:
+    """Binomials and factorials of symbols as gamma functions, so they evaluate at any point."""
+    if x.has(sympy.binomial, sympy.factorial):
+        return x.rewrite(sympy.gamma)
+    return x
+
+
 def _equal_at_points(a, b, syms) -> bool:
+    a, b = _numeric_form(a), _numeric_form(b)
     rng = random.Random(1234)
     good = 0
     for _ in range(_SAMPLES * 2):
@@ -132,14 +140,20 @@ def _unwrap_assignment(v):
             return v
     if isinstance(v, Rel) and len(v.ops) == 1 and v.ops[0] in ("=", "in"):
         lhs, rhs = v.terms
-        if isinstance(lhs, sympy.Symbol):
+        if isinstance(lhs, sympy.Symbol) or _is_function_name(lhs):
             return rhs
-        if (v.ops[0] == "=" and isinstance(lhs, sympy.Expr) and isinstance(rhs, sympy.Expr)
-                and not lhs.free_symbols and not rhs.free_symbols):
-            return rhs
+        if v.ops[0] == "=" and isinstance(lhs, sympy.Expr) and isinstance(rhs, sympy.Expr) and not rhs.free_symbols:
+            return rhs  # "2 + 3 = 5", and "m + n = 7" answering "find m + n"
     if isinstance(v, Rel) and all(op == "=" for op in v.ops) and len(v.ops) > 1:
         return v.terms[-1]
     return v
+
+
+def _is_function_name(x) -> bool:
+    """``f(x)`` as parsed (the product f*x) on the left of ``f(x) = ...``."""
+    if not isinstance(x, sympy.Mul) or len(x.args) != 2 or not all(isinstance(a, sympy.Symbol) for a in x.args):
+        return False
+    return any(str(a) in ("f", "g", "h", "p", "q", "P", "Q") for a in x.args)
 
 
 def _inequality_interval(r: Rel):

@@ -25,7 +25,7 @@ _LIST_CONNECTOR_RE = re.compile(r"^[\s$,;\\()\[\]]*(?:,|and|\\text\{\s*and\s*\}|
 _MINERVA_RE = re.compile(r"final answer is\s*(.{1,400}?)\s*\.?\s*I hope it is correct", re.I | re.S)
 _ANSWER_LINE_RE = re.compile(r"(?:^|\n)[ \t*#>_]*(?:final\s+)?answer[ \t*_]*[:：][ \t*_]*([^\n]{1,400})", re.I)
 _GSM8K_RE = re.compile(r"####[ \t]*([^\n]{1,200})")
-_ANSWER_IS_RE = re.compile(r"answer\s+(?:is|=|would be|will be)[\s:]*([^\n]{1,300})", re.I)
+_ANSWER_IS_RE = re.compile(r"(?:answer|option|choice)\s+(?:is|=|would be|will be)[\s:]*([^\n]{1,300})", re.I)
 _CHOICE_SENTENCE_RE = re.compile(r"(?:answer|option|choice)\s*(?:is|:)?\s*\(?\s*\\?(?:textbf\{|text\{)?\(?([A-J])\)?\}?\)?(?![A-Za-z])")
 
 
@@ -109,7 +109,7 @@ def _last_box_cluster(text: str) -> str | None:
 
 
 def _strip_sentence(ans: str) -> str:
-    ans = ans.strip()
+    ans = re.sub(r"^(?:\**\s*(?:final\s+)?answer\s*\**\s*[:：]\s*\**)+", "", ans.strip(), flags=re.I).strip()
     # A single $...$ segment inside prose: take the math.
     dollars = [m.group(1) for m in re.finditer(r"\$([^$]{1,400})\$", ans)]
     if len(dollars) == 1 and not re.search(r"\d", ans.replace(dollars[0], "")):

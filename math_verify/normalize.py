@@ -79,6 +79,8 @@ def _drop_spacing(s: str) -> str:
     s = re.sub(r"\\(?:,|;|:|quad|qquad|enspace|thinspace| )", " ", s)
     s = s.replace("~", " ")
     s = _SPACING_RE.sub("", s)
+    s = re.sub(r"\\lbrace(?![A-Za-z])", r"\\{", s)
+    s = re.sub(r"\\rbrace(?![A-Za-z])", r"\\}", s)
     return s
 
 
@@ -159,7 +161,7 @@ def normalize(answer: str) -> tuple[str, str | None]:
     # Trailing unit words in plain text: "12 cm^2", "5 dollars", "30 degrees".
     for _ in range(4):
         m = re.search(r"(?<=[\d}.)\s])\s*([A-Za-z]{2,})(?:\s*\^\s*\{?\s*[23]\s*\}?)?\s*\.?\s*$", s)
-        if m is None or m.group(1).lower() in _KNOWN_WORDS or m.group(1).lower() not in _UNIT_WORDS:
+        if m is None or m.group(1).lower() in _KNOWN_WORDS:
             break
         s = s[: m.start()]
     s = re.sub(r"\s+", " ", s).strip()

@@ -28,7 +28,7 @@ from sympy import Symbol
 
 MAX_TOKENS = 400
 MAX_DEPTH = 40
-MAX_DIGITS = 400
+MAX_DIGITS = 1000
 MAX_POW_BITS = 30_000
 MAX_SYMBOLIC_EXP = 200
 MAX_FACTORIAL = 1000
@@ -80,6 +80,9 @@ _FUNCS = {
     "arcsin": sympy.asin, "arccos": sympy.acos, "arctan": sympy.atan, "sinh": sympy.sinh, "cosh": sympy.cosh,
     "tanh": sympy.tanh, "exp": sympy.exp, "ln": sympy.log, "log": sympy.log, "lg": None,
 }
+_GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "iota",
+          "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi", "varphi", "chi", "psi",
+          "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma", "Phi", "Psi", "Omega"}
 _INVERSE = {"sin": sympy.asin, "cos": sympy.acos, "tan": sympy.atan}
 _RELOPS = {"=": "=", "<": "<", ">": ">", "lt": "<", "gt": ">", "le": "<=", "leq": "<=", "leqslant": "<=",
            "ge": ">=", "geq": ">=", "geqslant": ">=", "ne": "!=", "neq": "!=", "in": "in", "approx": "~",
@@ -168,8 +171,8 @@ def safe_factorial(n):
 def safe_binom(n, k):
     if not isinstance(n, sympy.Expr) or not isinstance(k, sympy.Expr):
         raise Refused("binomial of a non-number")
-    if n.is_number or k.is_number:
-        if not (n.is_Integer and k.is_Integer) or abs(n) > MAX_BINOM or abs(k) > MAX_BINOM:
+    for x in (n, k):
+        if x.is_number and (not x.is_Integer or abs(x) > MAX_BINOM):
             raise Refused("binomial out of range")
     return sympy.binomial(n, k)
 
@@ -254,6 +257,9 @@ class Parser:
             rels = [parts[0]] + [p[1] for p in parts[1:]]
             if all(isinstance(r, Rel) and r.ops[0] not in ("=", "!=") for r in rels):
                 return UnionV(tuple(rels))
+            if all(isinstance(r, Rel) and r.ops == ("=",) and isinstance(r.terms[0], Symbol) for r in rels) \
+                    and len({r.terms[0] for r in rels}) == 1:
+                return Seq(tuple(rels))  # "x = 2 or x = -3" lists the roots
             raise Refused("hedged answer")
         return UnionV(tuple([parts[0]] + [p[1] for p in parts[1:]]))
 
@@ -304,7 +310,7 @@ class Parser:
         if kind == "op":
             return val in ("(", "\\{")
         if kind == "cmd":
-            return val in ("frac", "sqrt", "pi", "infty", "inf", "binom", "begin", "overline") or val in _FUNCS or val in (
+            return val in ("frac", "sqrt", "pi", "infty", "inf", "binom", "begin", "overline") or val in _FUNCS or val in _GREEK or val in (
                 "left", "lbrace", "langle", "mathrm", "exp", "e")
         return False
 
@@ -500,6 +506,14 @@ class Parser:
         v = func(a) if base is None else sympy.log(a, base)
         return v if power is None else safe_pow(v, power)
 
+    def _mixed_fraction_ahead(self) -> bool:
+        """``\frac{1}{2}`` or ``\frac12`` with integer literals follows."""
+        t = self.toks[self.i + 1 : self.i + 7]
+        if t[:1] == [("op", "{")] and len(t) >= 6:
+            return (t[1][0] == "num" and t[1][1].isdigit() and t[2:4] == [("op", "}"), ("op", "{")]
+                    and t[4][0] == "num" and t[4][1].isdigit() and t[5] == ("op", "}"))
+        return bool(t) and t[0][0] == "num" and t[0][1].isdigit() and len(t[0][1]) == 2
+
     def primary(self):
         self.enter()
         try:
@@ -523,6 +537,9 @@ class Parser:
                 except ValueError:
                     raise Refused("digit out of range for base") from None
             v = _number(val)
+            if val.isdigit() and self.at("cmd", "frac") and self._mixed_fraction_ahead():
+                self.next()  # 2\frac{1}{2} is the mixed number 5/2, as written in answers
+                return v + _expr(self.arg()) / _expr(self.arg())
             if self.at("cmd", "overline"):  # 0.\overline{3} = 1/3
                 self.next()
                 self.expect("op", "{")
@@ -611,6 +628,8 @@ class Parser:
                 return sympy.E
             if val in ("emptyset", "varnothing"):
                 return FSet(())
+            if val in _GREEK:
+                return Symbol(val)
         raise Refused(f"unsupported {val!r}")
 
 

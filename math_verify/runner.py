@@ -16,8 +16,10 @@ first use, reused across calls, and shut down at interpreter exit.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import multiprocessing as mp
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -76,11 +78,34 @@ def _worker_main(conn) -> None:
             return
 
 
+@contextlib.contextmanager
+def _without_main_module():
+    """Start children without re-importing the caller's ``__main__``.
+
+    forkserver and spawn children normally import the parent's main script
+    (for the trainer: torch, transformers) before running their target. The
+    worker needs none of it, so the main module's ``__spec__``/``__file__``
+    are hidden while the child is launched; this also spares callers the
+    ``if __name__ == "__main__"`` guard that multiprocessing otherwise needs.
+    """
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__spec__", "__file__") if main is not None and k in main.__dict__}
+    try:
+        if main is not None:
+            main.__dict__["__spec__"] = None
+            main.__dict__.pop("__file__", None)
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
+
+
 class _Worker:
     def __init__(self, ctx):
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, args=(child,), daemon=True)
-        self.proc.start()
+        with _without_main_module():
+            self.proc.start()
         child.close()
         self.ready = False
         self.started = time.monotonic()

@@ -130,6 +130,11 @@ def test_worked_solutions_on_either_side_are_judged_by_their_boxed_answer(comple
     _check(completion, gold, expected)
 
 
+@pytest.mark.parametrize("completion,gold,expected", cases.ROLLOUT_SHAPES, ids=_ids(cases.ROLLOUT_SHAPES))
+def test_answer_shapes_seen_in_rollouts_are_judged_as_mathematics(completion, gold, expected):
+    _check(completion, gold, expected)
+
+
 @pytest.mark.parametrize("completion,gold,expected", cases.HOSTILE, ids=_ids(cases.HOSTILE))
 def test_hostile_inputs_score_false_within_one_second(completion, gold, expected):
     start = time.monotonic()
