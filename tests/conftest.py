@@ -1,0 +1,62 @@
+"""Shared fixtures: a tiny random Llama saved to a folder, and runs of forkgrpo.py on it."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = ROOT / ".cache" / "SmolLM2-135M-Instruct"
+WORKER = Path(__file__).resolve().parent / "train_worker.py"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def need_default_model():
+    if not (DEFAULT_MODEL / "config.json").is_file():
+        pytest.fail(f"{DEFAULT_MODEL} is missing: run the suite with ./run.sh test, which prepares it")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A random 2-layer Llama (hidden 64, head_dim 32) with the default model's tokenizer."""
+    need_default_model()
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tok = AutoTokenizer.from_pretrained(DEFAULT_MODEL)
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, head_dim=32, tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        max_position_embeddings=1024,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def run_forkgrpo(args, *, nproc=1, timeout=300, worker_args=()):
+    """Run tests/train_worker.py (forkgrpo.main under a stand-in reward) in a subprocess,
+    under torchrun when nproc > 1. Returns the CompletedProcess."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="false")
+    if nproc == 1:
+        cmd = [sys.executable, str(WORKER), *worker_args, *args]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={nproc}",
+               "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(WORKER), *worker_args, *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def read_metrics(out_dir):
+    return [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines()]

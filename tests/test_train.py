@@ -1,0 +1,180 @@
+"""End-to-end runs of forkgrpo.py on a tiny random Llama: one process, torchrun with FSDP2 on gloo,
+exact resume, NaN skipping, bad input, and one step of the embedded default model."""
+
+import json
+import math
+
+import pytest
+import torch
+
+import forkgrpo
+from conftest import DEFAULT_MODEL, need_default_model, read_metrics, run_forkgrpo
+
+# Small enough for 2 CPU cores; --no-dynamic-sampling so the batch is the same on 1 and 2 ranks.
+TINY = ["--rollout", "hf", "--group-size", "4", "--prompts-per-step", "4", "--max-new-tokens", "12",
+        "--overlong-cache", "4", "--eval-size", "4", "--eval-samples", "2", "--micro-batch-size", "4",
+        "--lr", "1e-3", "--no-dynamic-sampling"]
+
+TIMING = ("time/", "perf/")
+
+
+def train_lines(metrics):
+    return [m for m in metrics if "loss/loss" in m]
+
+
+def run_ok(args, **kwargs):
+    proc = run_forkgrpo(args, **kwargs)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def one_process_run(tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("one")
+    run_ok(["--model", str(tiny_model), "--out-dir", str(out), "--steps", "2", *TINY])
+    return out
+
+
+def test_one_process_run_logs_every_metric_and_saves_a_loadable_model(one_process_run, tiny_model):
+    metrics = read_metrics(one_process_run)
+    steps = train_lines(metrics)
+    assert [m["step"] for m in steps] == [1, 2]
+    for key in ("reward/mean", "reward/accuracy", "length/mean", "length/max", "length/truncated_frac",
+                "entropy/mean", "entropy/p50", "entropy/p80", "entropy/p95", "entropy/frac_below_0.01",
+                "fork/tau", "fork/frac_selected", "loss/loss", "loss/clipfrac_low", "loss/clipfrac_high",
+                "train/grad_norm", "train/lr", "time/rollout", "time/update", "perf/rollout_tokens_per_s"):
+        assert all(math.isfinite(m[key]) for m in steps), key
+    for m in steps:
+        # rho = 0.2 of the valid tokens, up to ties; p80 is the top-20% threshold.
+        assert 0.2 <= m["fork/frac_selected"] < 0.35
+        assert m["entropy/p50"] <= m["entropy/p80"] <= m["entropy/p95"]
+        assert m["fork/tau"] == pytest.approx(m["entropy/p80"])
+        assert m["train/grad_norm"] > 0  # the stand-in reward varies, so the gradient is not zero
+    evals = [m for m in metrics if "eval/acc_greedy" in m]
+    assert [m["step"] for m in evals] == [0, 2]
+
+    from transformers import AutoModelForCausalLM
+    before = AutoModelForCausalLM.from_pretrained(tiny_model)
+    after = AutoModelForCausalLM.from_pretrained(one_process_run / "final")
+    changed = [n for (n, a), b in zip(before.named_parameters(), after.parameters()) if not torch.equal(a, b)]
+    assert changed, "training did not change any weight"
+
+
+def test_two_ranks_with_fsdp2_match_one_process(one_process_run, tiny_model, tmp_path):
+    run_ok(["--model", str(tiny_model), "--out-dir", str(tmp_path), "--steps", "2", *TINY], nproc=2)
+    one, two = train_lines(read_metrics(one_process_run)), train_lines(read_metrics(tmp_path))
+    assert len(one) == len(two) == 2
+    for a, b in zip(one, two):
+        for key in a:
+            if key.startswith(TIMING):
+                continue
+            # Per-prompt sampling seeds make the rollouts identical; only float reduction order differs.
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(one_process_run, tiny_model, tmp_path):
+    common = ["--model", str(tiny_model), "--out-dir", str(tmp_path), *TINY]
+    run_ok([*common, "--steps", "1", "--save-every", "1"])
+    assert (tmp_path / "checkpoints" / "step_000001" / "trainer.json").is_file()
+    proc = run_ok([*common, "--steps", "2", "--resume", "auto"])
+    assert "resumed at step 1" in proc.stdout
+    uninterrupted, resumed = train_lines(read_metrics(one_process_run)), train_lines(read_metrics(tmp_path))
+    strip = lambda ms: [{k: v for k, v in m.items() if not k.startswith(TIMING)} for m in ms]
+    assert [m["step"] for m in resumed] == [1, 2]
+    assert strip(resumed) == strip(uninterrupted)  # exactly: same weights, optimizer, data and seeds
+
+
+def test_nan_loss_skips_the_step_and_the_run_goes_on(tiny_model, tmp_path):
+    run_ok(["--model", str(tiny_model), "--out-dir", str(tmp_path), "--steps", "2", *TINY],
+           worker_args=["--nan-on-call", "1"])
+    steps = train_lines(read_metrics(tmp_path))
+    assert steps[0]["train/skipped_steps"] == 1
+    assert "train/skipped_steps" not in steps[1]
+    assert (tmp_path / "final" / "model.safetensors").is_file()
+
+
+def test_default_embedded_model_trains_one_step(tmp_path):
+    need_default_model()
+    run_ok(["--model", "default", "--out-dir", str(tmp_path), "--steps", "1", "--rollout", "hf",
+            "--group-size", "2", "--prompts-per-step", "1", "--max-new-tokens", "8", "--overlong-cache", "0",
+            "--eval-size", "0", "--no-dynamic-sampling"], timeout=400)
+    (step,) = train_lines(read_metrics(tmp_path))
+    assert step["train/tokens"] > 0 and math.isfinite(step["loss/loss"])
+
+
+# --- bad input ---------------------------------------------------------------------------
+
+
+def write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("content, suffix, message", [
+    (None, ".jsonl", "--data: no such file"),
+    ('{"prompt": "1+1?", "answer": "2"}\n{not json\n', ".jsonl", ":2: not valid JSON"),
+    ('{"prompt": "1+1?", "answer": "2"}\n{"prompt": "2+2?"}\n', ".jsonl", ":2: no key 'answer'"),
+    ('{"question": "1+1?", "answer": "2"}\n', ".jsonl", ":1: no key 'prompt' (choose it with --prompt-key)"),
+    ('{"prompt": "1+1?", "answer": ""}\n', ".jsonl", ":1: missing or empty answer"),
+    ('{"prompt": 7, "answer": "2"}\n', ".jsonl", ":1: 'prompt' must be a string or a list of chat messages"),
+    ("prompt,answer\n", ".csv", "expected a .jsonl or .parquet file"),
+    ("\n\n", ".jsonl", "no problems in the file"),
+])
+def test_bad_data_file_gets_an_error_naming_file_and_line(tmp_path, content, suffix, message):
+    path = tmp_path / f"data{suffix}"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(forkgrpo.InputError) as e:
+        forkgrpo.load_problems(str(path), "prompt", "answer")
+    assert message in str(e.value)
+    if content is not None and ":" in message[:3]:
+        assert str(path) in str(e.value)
+
+
+def test_dapo_layout_loads_as_shipped_from_jsonl_and_parquet(tmp_path):
+    rows = [{"prompt": [{"role": "user", "content": "What is 2+3?"}], "reward_model": {"ground_truth": "5"}},
+            {"prompt": [{"role": "user", "content": "What is 10-4?"}], "reward_model": {"ground_truth": 6}}]
+    jsonl = write(tmp_path / "d.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    rows[1]["reward_model"]["ground_truth"] = "6"  # a parquet column has one type; the jsonl had an int
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet")
+    for path in (jsonl, str(tmp_path / "d.parquet")):
+        problems = forkgrpo.load_problems(path, "prompt", "reward_model.ground_truth")
+        assert [p["answer"] for p in problems] == ["5", "6"]
+        assert problems[0]["prompt"][0]["content"] == "What is 2+3?"
+
+
+def test_bad_option_and_bad_file_exit_with_a_message_and_no_traceback(tiny_model, tmp_path):
+    proc = run_forkgrpo(["--rho", "1.5"])
+    assert proc.returncode == 2 and "--rho must be in (0, 1]" in proc.stderr
+    bad = write(tmp_path / "bad.jsonl", '{"prompt": "1+1?"}\n')
+    proc = run_forkgrpo(["--model", str(tiny_model), "--data", bad, "--answer-key", "answer", "--out-dir", str(tmp_path)])
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert f"{bad}:1: no key 'answer'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_long_prompts_are_skipped_and_counted_never_truncated(tiny_model):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    problems = [{"prompt": "What is 1+1?", "answer": "2"}, {"prompt": "word " * 400 + "?", "answer": "1"}]
+    kept, skipped = forkgrpo.encode_problems(problems, tok, "base", 64)
+    assert skipped == 1 and len(kept) == 1
+    ids, answer = kept[0]
+    assert answer == "2" and tok.decode(ids).startswith("User:\nWhat is 1+1?")
+
+
+def test_base_template_is_the_papers():
+    text = forkgrpo.render_prompt("What is 2+2?", tokenizer=None, template="base")
+    assert text == ("User:\nWhat is 2+2?\nPlease reason step by step, and put your final answer within "
+                    "\\boxed{}.\n\nAssistant:\n")
+
+
+def test_help_shows_every_option_with_its_docstring(capsys):
+    with pytest.raises(SystemExit):
+        forkgrpo.parse_config(["--help"])
+    out = capsys.readouterr().out
+    import dataclasses
+    for f in dataclasses.fields(forkgrpo.Config):
+        assert "--" + f.name.replace("_", "-") in out
+    assert "fraction of tokens that get the policy gradient" in out
