@@ -1,0 +1,159 @@
+"""The vLLM rollout engine: it samples, returns log-probs aligned with its tokens, and takes new weights.
+
+The central check is the one the trainer's mismatch metric relies on: after a weight sync, the log-probs
+vLLM reports for its sampled tokens equal those a plain transformers forward pass computes with the same
+weights (float32, logits / T, log-softmax), within 1e-4. A broken sync shows up there at once.
+
+Environment set before vLLM is imported, each for a reason:
+- VLLM_ENABLE_V1_MULTIPROCESSING=0: the engine core runs in this process (VLLMRollout also sets it).
+- TORCHDYNAMO_DISABLE / torch._dynamo.config.disable: vLLM's sampler torch.compiles a small log-prob
+  helper on first use; compiling it with inductor on CPU costs more than this whole file's budget.
+- VLLM_CPU_OMP_THREADS_BIND=nobind: do not pin this shared test process's threads to chosen cores.
+"""
+
+import copy
+
+import pytest
+import torch
+
+vllm = pytest.importorskip("vllm", reason="vLLM is not installed (./run.sh installs vllm-cpu on Linux)")
+
+from _vllm_draft import VLLMRollout  # noqa: E402  (the lead switches this to forkgrpo on merge)
+from conftest import DEFAULT_MODEL, need_default_model  # noqa: E402
+
+TEMPERATURE = 0.7  # not 1, so a forgotten temperature in either log-prob shows up as a mismatch
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _vllm_env():
+    patch = pytest.MonkeyPatch()
+    patch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    patch.setenv("TORCHDYNAMO_DISABLE", "1")
+    patch.setenv("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+    # torch read TORCHDYNAMO_DISABLE when it was imported, before this fixture ran; set the live flag too.
+    patch.setattr(torch._dynamo.config, "disable", True)
+    yield
+    patch.undo()
+
+
+def build_tiny_llama(path):
+    """A random 2-layer Llama (hidden 64, head_dim 32: the smallest head size vLLM's CPU attention takes).
+
+    The weights are drawn wider than the usual 0.02 so the next-token distribution is far from uniform and
+    a stale weight shows up in the log-probs.
+    """
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, head_dim=32, max_position_embeddings=256,
+        bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False, initializer_range=0.2,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+    model.save_pretrained(path)
+    GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=0).save_pretrained(path)
+    return model
+
+
+def trainer_logprobs(model, prompt, response, temperature):
+    """log p(response[t] | prompt, response[:t]) from a plain float32 forward: the trainer's view."""
+    ids = torch.tensor([prompt + response])
+    with torch.no_grad():
+        logits = model(ids).logits[0, len(prompt) - 1 : -1].float() / temperature  # (T, V)
+    return logits.log_softmax(-1).gather(-1, torch.tensor(response)[:, None])[:, 0]  # (T,)
+
+
+def max_logp_diff(model, prompts, results, n, temperature):
+    """The mismatch metric's max: max |logp_vLLM - logp_trainer| over every sampled token."""
+    worst = 0.0
+    for k, (ids, logps) in enumerate(results):
+        expected = trainer_logprobs(model, prompts[k // n], ids, temperature)
+        worst = max(worst, (torch.tensor(logps) - expected).abs().max().item())
+    return worst
+
+
+def test_default_model_generates_and_matches_trainer_after_sync():
+    """The embedded default (SmolLM2-135M, head_dim 64) loads, samples, and takes a weight sync."""
+    need_default_model()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(DEFAULT_MODEL)
+    model = AutoModelForCausalLM.from_pretrained(DEFAULT_MODEL, dtype=torch.float32).eval()
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": "What is 7 + 5?"}], add_generation_prompt=True, return_dict=True
+    )["input_ids"]
+    engine = VLLMRollout(DEFAULT_MODEL, seed=0, max_model_len=256, kv_cache_bytes=64 * 2**20)
+    try:
+        with torch.no_grad():
+            model.model.norm.weight.mul_(1.5)  # one small tensor changes every next-token distribution
+        engine.sync_weights((name, p.detach()) for name, p in model.named_parameters())
+        results = engine.generate([prompt], n=2, temperature=TEMPERATURE, max_tokens=6, seed=0)
+    finally:
+        engine.close()
+    assert all(len(ids) == len(logps) >= 1 for ids, logps in results)
+    assert max_logp_diff(model, [prompt], results, 2, TEMPERATURE) < TOLERANCE
+
+
+PROMPTS = [[1, 17, 250, 33], [1, 400, 5, 6, 7, 8, 9], [1, 42]]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """One engine on a tiny random Llama, shared by the tests below (start-up costs seconds).
+
+    The default-model test above runs first and closes its engine: vLLM keeps process-wide state (the
+    model-parallel groups), so two engines must not be alive at once in one process.
+    """
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model = build_tiny_llama(path)
+    engine = VLLMRollout(path, seed=0, max_model_len=128, kv_cache_bytes=64 * 2**20)
+    yield model, engine
+    engine.close()
+
+
+def test_responses_are_prompt_major_with_one_logprob_per_token(tiny):
+    model, engine = tiny
+    results = engine.generate(PROMPTS, n=2, temperature=TEMPERATURE, max_tokens=12, seed=1)
+    assert len(results) == len(PROMPTS) * 2
+    for ids, logps in results:
+        assert 1 <= len(ids) <= 12 and len(logps) == len(ids)
+        assert all(lp <= 0 for lp in logps)
+        # A response stops at its first EOS, which is kept as the last token.
+        assert 2 not in ids[:-1]
+        assert ids[-1] == 2 or len(ids) == 12
+    # Prompt-major: the k-th result continues prompt k // n, so the trainer's scoring of (prompt,
+    # response) pairs built in that order reproduces vLLM's log-probs.
+    assert max_logp_diff(model, PROMPTS, results, 2, TEMPERATURE) < TOLERANCE
+
+
+def test_same_seed_gives_same_responses(tiny):
+    _, engine = tiny
+    first = engine.generate(PROMPTS, n=3, temperature=1.0, max_tokens=8, seed=7)
+    again = engine.generate(PROMPTS, n=3, temperature=1.0, max_tokens=8, seed=7)
+    assert [ids for ids, _ in first] == [ids for ids, _ in again]
+    # The n responses of one prompt get distinct seeds, so they are not copies of each other.
+    assert len({tuple(ids) for ids, _ in first[:3]}) > 1
+
+
+def test_logprobs_match_trainer_after_weight_sync(tiny):
+    model, engine = tiny
+    old = copy.deepcopy(model)  # the weights the engine holds now, to prove they change
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    seconds = engine.sync_weights((name, p.detach()) for name, p in model.named_parameters())
+    assert seconds > 0
+
+    results = engine.generate(PROMPTS, n=2, temperature=TEMPERATURE, max_tokens=12, seed=3)
+    assert max_logp_diff(model, PROMPTS, results, 2, TEMPERATURE) < TOLERANCE
+    # The same tokens scored by the pre-update weights differ: the engine really uses the new ones.
+    assert max_logp_diff(old, PROMPTS, results, 2, TEMPERATURE) > 1e-2
+
+
+def test_sleep_and_wake_are_noops_on_cpu(tiny):
+    _, engine = tiny
+    engine.sleep()
+    engine.wake()
+    assert len(engine.generate(PROMPTS[:1], n=1, temperature=1.0, max_tokens=2, seed=0)) == 1
