@@ -73,6 +73,12 @@ def _const_zero(d: sympy.Expr, scale: sympy.Expr) -> bool:
     return mag < 10.0 ** (-_TOL_DIGITS)
 
 
+def _random_point(rng: random.Random, syms) -> dict:
+    """Floats in [0.3, 2.3]: evaluated numerically (``evalf(subs=...)``), never expanded exactly,
+    and small enough that towers such as ``x^{x^{x}}`` stay representable."""
+    return {s: sympy.Float(0.3 + 2 * rng.random(), 30) for s in syms}
+
+
 def _numeric_form(x: sympy.Expr) -> sympy.Expr:
     """Binomials and factorials of symbols as gamma functions, so they evaluate at any point."""
     if x.has(sympy.binomial, sympy.factorial):
@@ -85,10 +91,10 @@ def _equal_at_points(a, b, syms) -> bool:
     rng = random.Random(1234)
     good = 0
     for _ in range(_SAMPLES * 2):
-        point = {s: sympy.Rational(rng.randint(1, 10**6), 10**5) + sympy.Rational(1, 7) for s in syms}
+        point = _random_point(rng, syms)
         try:
-            va = complex(a.subs(point).evalf(30))
-            vb = complex(b.subs(point).evalf(30))
+            va = complex(a.evalf(30, subs=point))
+            vb = complex(b.evalf(30, subs=point))
         except (TypeError, ValueError, OverflowError, ZeroDivisionError):
             continue
         if any(z != z or abs(z) == float("inf") for z in (va, vb)):
@@ -110,10 +116,10 @@ def _proportional(f: sympy.Expr, g: sympy.Expr) -> bool:
     ratio = None
     good = 0
     for _ in range(_SAMPLES * 2):
-        point = {s: sympy.Rational(rng.randint(1, 10**6), 10**5) + sympy.Rational(1, 3) for s in syms}
+        point = _random_point(rng, syms)
         try:
-            vf = complex(f.subs(point).evalf(30))
-            vg = complex(g.subs(point).evalf(30))
+            vf = complex(f.evalf(30, subs=point))
+            vg = complex(g.evalf(30, subs=point))
         except (TypeError, ValueError, OverflowError, ZeroDivisionError):
             continue
         if abs(vg) < 1e-12 or vf != vf or vg != vg:
@@ -195,6 +201,8 @@ def _isolate_linear(terms):
     if len(syms) != 1 or isinstance(low, sympy.Symbol) or isinstance(high, sympy.Symbol):
         return terms
     (x,) = syms
+    if any(p.exp.is_Integer and abs(p.exp) > 10 for p in (high - low).atoms(sympy.Pow)):
+        return terms  # not linear anyway, and expanding it could be expensive
     f = sympy.expand(high - low)  # low < high  <=>  f > 0
     c = f.coeff(x, 1)
     rest = sympy.expand(f - c * x)
@@ -214,12 +222,20 @@ def _as_set_like(v):
     return v
 
 
+MAX_ITEMS = 50
+"""Longer lists, sets and tuples are not compared (pairwise matching is quadratic)."""
+
+
 def _ordered_equal(xs, ys) -> bool:
+    if len(xs) > MAX_ITEMS or len(ys) > MAX_ITEMS:
+        return False
     return len(xs) == len(ys) and all(equal(x, y) for x, y in zip(xs, ys))
 
 
 def _unordered_equal(xs, ys) -> bool:
     xs, ys = list(xs), list(ys)
+    if len(xs) > MAX_ITEMS or len(ys) > MAX_ITEMS:
+        return False
     used = [False] * len(ys)
     for x in xs:
         for j, y in enumerate(ys):

@@ -155,7 +155,11 @@ def safe_pow(base, exp):
             raise Refused("power too large")
     elif base.is_number and base.is_Rational and _bits(base) > 64:
         raise Refused("big base to symbolic power")
-    return sympy.Pow(base, exp)
+    result = sympy.Pow(base, exp)
+    if isinstance(result, sympy.Pow) and result.exp.is_Rational and result.base.free_symbols \
+            and abs(result.exp) > MAX_SYMBOLIC_EXP:  # (x^{200})^{200} folds into x^{40000}
+        raise Refused("symbolic power too large")
+    return result
 
 
 def safe_factorial(n):
@@ -476,6 +480,8 @@ class Parser:
         if not rows or len({len(r) for r in rows}) != 1:
             raise Refused("ragged matrix")
         if env == "vmatrix":
+            if len(rows) > 4:
+                raise Refused("determinant too large")
             return sympy.Matrix(rows).det()
         return Matrix(tuple(rows))
 
