@@ -12,12 +12,12 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from .normalize import choice_letter, is_choice_gold, normalize
+from .normalize import choice_letter, is_choice_gold, normalize, text_key
 
-_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
+_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d{1,3})?"
 _SIMPLE_RE = re.compile(
     r"^(?P<sign>[-+]?)\s*(?:"
-    r"(?P<num>(?:\d+(?:\.\d*)?|\.\d+))"
+    r"(?P<num>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d{1,3})?)"
     r"|\\frac\s*\{\s*(?P<fn>" + _NUM + r")\s*\}\s*\{\s*(?P<fd>" + _NUM + r")\s*\}"
     r"|\\frac\s*(?P<sn>\d)\s*(?P<sd>\d)"
     r"|(?P<an>" + _NUM + r")\s*/\s*(?P<ad>" + _NUM + r")"
@@ -64,10 +64,13 @@ def decide(pred: str, gold: str) -> bool | None:
         return letter is not None and letter == choice_letter(gold)
     p_math, p_text = normalize(pred)
     g_math, g_text = normalize(gold)
-    if g_text is not None:
-        if p_text is not None:
-            return p_text == g_text and bool(g_text)
-        return None if p_math else False
+    if g_text is not None or p_text is not None:
+        # Prose on one side at least: compare as words ("\text{A, C}" and "A, C" alike).
+        p_key = p_text if p_text is not None else text_key(p_math)
+        g_key = g_text if g_text is not None else text_key(g_math)
+        if p_key == g_key and g_key:
+            return True
+        return None if (p_math and g_text is not None and re.search(r"\d", p_math)) else False
     if not g_math or (not p_math and p_text is None):
         return False
     if p_math.replace(" ", "") == g_math.replace(" ", ""):

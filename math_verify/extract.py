@@ -19,9 +19,13 @@ import re
 MAX_COMPLETION_CHARS = 200_000
 """Longer completions are cut to their last this-many characters."""
 
+MAX_CLUSTER = 10
+"""At most this many adjacent boxes are read as one multi-part answer."""
+
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\b")
 _HEDGE_CONNECTOR_RE = re.compile(r"\bor\b|\bmaybe\b|\bpossibly\b|\balternatively\b|\beither\b", re.I)
-_LIST_CONNECTOR_RE = re.compile(r"^[\s$,;\\()\[\]]*(?:,|and|\\text\{\s*and\s*\}|\\quad|\\qquad)?[\s$,\\()\[\]]*$", re.I)
+_LIST_CONNECTOR_RE = re.compile(
+    r"^(?:[\s$,;.()\[\]]|\\[()\[\],;]|\\quad|\\qquad|\band\b|\\text\{\s*and\s*\}|[A-Za-z](?:_\{?\d\}?)?\s*=)*$", re.I)
 _MINERVA_RE = re.compile(r"final answer is\s*(.{1,400}?)\s*\.?\s*I hope it is correct", re.I | re.S)
 _ANSWER_LINE_RE = re.compile(r"(?:^|\n)[ \t*#>_]*(?:final\s+)?answer[ \t*_]*[:：][ \t*_]*([^\n]{1,400})", re.I)
 _GSM8K_RE = re.compile(r"####[ \t]*([^\n]{1,200})")
@@ -89,6 +93,8 @@ def _last_box_cluster(text: str) -> str | None:
     cluster = [boxes[-1]]
     hedged = False
     for prev in reversed(boxes[:-1]):
+        if len(cluster) >= MAX_CLUSTER:
+            break
         between = text[prev[1] : cluster[0][0]]
         if len(between) > 40:
             break
@@ -116,8 +122,7 @@ def _strip_sentence(ans: str) -> str:
         ans = dollars[0]
     elif len(dollars) > 1:
         ans = r" \text{ or } ".join(dollars) if re.search(r"\bor\b", ans) else ans
-    ans = ans.strip().strip("*").strip()
-    ans = re.sub(r"[\s.。]+$", "", ans)
+    ans = re.sub(r"^[\s*_]+|[\s*_.。]+$", "", ans)
     return ans
 
 
@@ -133,11 +138,14 @@ def extract_answer(completion: str) -> str | None:
     boxed = _last_box_cluster(text)
     if boxed is not None:
         return boxed.strip()
-    m = None
-    for m in _MINERVA_RE.finditer(text):
-        pass
-    if m is not None:
-        return _strip_sentence(m.group(1))
+    hope = text.lower().rfind("i hope it is correct")
+    if hope >= 0:  # Minerva: search only the window before the last closing formula
+        window = text[max(0, hope - 600) : hope + len("i hope it is correct")]
+        m = None
+        for m in _MINERVA_RE.finditer(window):
+            pass
+        if m is not None:
+            return _strip_sentence(m.group(1))
     for pattern in (_ANSWER_LINE_RE, _GSM8K_RE):
         m = None
         for m in pattern.finditer(text):
@@ -153,4 +161,19 @@ def extract_answer(completion: str) -> str | None:
         ans = _strip_sentence(m.group(1))
         if ans:
             return ans
-    return None
+    return _concluding_number(text)
+
+
+_CONCLUSION_RE = re.compile(r"^\W*(?:therefore|thus|so|hence|in total|in conclusion|altogether|finally)\b", re.I)
+_NUMBER_RE = re.compile(r"(?<![\w.])-?\$?\d[\d,]*(?:\.\d+)?(?![\w.]*\d)")
+
+
+def _concluding_number(text: str) -> str | None:
+    """Last resort: a concluding last line ("Therefore, she earns $18 a day.") with exactly one number."""
+    lines = [ln for ln in text[-2000:].splitlines() if ln.strip()]
+    if not lines or not _CONCLUSION_RE.match(lines[-1]):
+        return None
+    numbers = _NUMBER_RE.findall(lines[-1])
+    if len(numbers) != 1:
+        return None
+    return numbers[0].replace("$", "")

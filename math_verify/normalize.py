@@ -120,7 +120,7 @@ def is_choice_gold(gold: str) -> bool:
     return re.fullmatch(r"\s*\(?\s*[A-J]\s*\)?\s*\.?\s*", g) is not None
 
 
-def _text_key(s: str) -> str:
+def text_key(s: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", s.lower()).strip()
 
 
@@ -146,7 +146,7 @@ def normalize(answer: str) -> tuple[str, str | None]:
         text = " ".join(pieces)
         if re.search(r"\d|\\", text) and len(pieces) == 1:
             return normalize(text)
-        return "", _text_key(text)
+        return "", text_key(text)
 
     def piece(m: re.Match) -> str:
         content = pieces[int(m.group(1))].strip()
@@ -161,14 +161,16 @@ def normalize(answer: str) -> tuple[str, str | None]:
     # Trailing unit words in plain text: "12 cm^2", "5 dollars", "30 degrees".
     for _ in range(4):
         m = re.search(r"(?<=[\d}.)\s])\s*([A-Za-z]{2,})(?:\s*\^\s*\{?\s*[23]\s*\}?)?\s*\.?\s*$", s)
-        if m is None or m.group(1).lower() in _KNOWN_WORDS:
+        word = m.group(1).lower() if m else ""
+        if m is None or word in _KNOWN_WORDS or not (
+                word in _UNIT_WORDS or (len(word) >= 4 and re.search(r"[aeiou]", word))):
             break
         s = s[: m.start()]
     s = re.sub(r"\s+", " ", s).strip()
     s = s.rstrip(".").strip()
     words = re.findall(r"[A-Za-z]+", s)
     if re.fullmatch(r"[A-Za-z][A-Za-z\s'.,!-]*", s) and any(len(w) > 2 and w.lower() not in _KNOWN_WORDS for w in words):
-        return "", _text_key(s)
+        return "", text_key(s)
     if _THOUSANDS_RE.match(s):
         s = s.replace(",", "").replace(" ", "")
     return s, None

@@ -91,7 +91,7 @@ _UNICODE = {"π": "\\pi ", "√": "\\sqrt ", "×": "\\times ", "·": "\\cdot ", 
             "≥": "\\ge ", "≠": "\\ne ", "∞": "\\infty ", "∪": "\\cup ", "÷": "\\div ", "∈": "\\in "}
 _WORDS = {"sqrt", "pi", "infty", "inf", "sin", "cos", "tan", "cot", "sec", "csc", "ln", "log", "exp",
           "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "or", "and"}
-_TOKEN_RE = re.compile(r"!=|\\[A-Za-z]+|\\.|\d+(?:\.\d*)?|\.\d+|[A-Za-z]+|\S")
+_TOKEN_RE = re.compile(r"!=|\\[A-Za-z]+|\\.|\d+(?:\.\d*)?(?:[eE][-+]?\d+(?![\d.]))?|\.\d+|[A-Za-z]+|\S")
 
 
 def tokenize(s: str) -> list[tuple[str, str]]:
