@@ -318,11 +318,13 @@ class _ChunkedLogprobEntropy(torch.autograd.Function):
             grad_z = p.mul_(-g[s : s + c, None])  # (C, V) -g p / T
             grad_z[torch.arange(c, device=z.device), targets[s : s + c]] += g[s : s + c]
             if low_precision:
-                grad_z = grad_z.to(weight.dtype)  # matmuls in the input dtype, as autograd would
+                grad_z = grad_z.to(weight.dtype)  # matmuls in the input dtype, as autograd's are
             if need_h:
-                grad_hidden[s : s + c] = grad_z @ weight.to(grad_z.dtype)  # (C, H)
-            if need_w:  # accumulate in float32 across chunks
-                grad_weight.addmm_(grad_z.t().float(), h_c.float())  # (V, H)
+                torch.mm(grad_z, weight, out=grad_hidden[s : s + c])  # (C, H)
+            if need_w and low_precision:
+                grad_weight.add_(grad_z.t() @ h_c)  # (V, H): one bf16 rounding per chunk, float32 sum
+            elif need_w:
+                grad_weight.addmm_(grad_z.t(), h_c)  # (V, H), in place
         if need_w:
             grad_weight = grad_weight.to(weight.dtype)
         return grad_hidden, grad_weight, None, None, None
