@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from .cheap import decide
 from .extract import extract_answer
-from .runner import default_workers, get_pool
+from .runner import default_workers, get_pool, warm_up
 
-__all__ = ["verify", "verify_batch", "extract_answer", "default_workers"]
+__all__ = ["verify", "verify_batch", "extract_answer", "default_workers", "warm_up"]
 
 
 def _prepare(completion, gold):

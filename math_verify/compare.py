@@ -212,6 +212,15 @@ def _isolate_linear(terms):
     return [bound, x] if c > 0 else [x, bound]
 
 
+def _by_variable(items):
+    """``y = 2, x = 1`` in the order of the variable names (x, y), as a point (1, 2) is written."""
+    names = [str(r.terms[0]) if isinstance(r, Rel) and r.ops == ("=",) and isinstance(r.terms[0], sympy.Symbol)
+             else None for r in items]
+    if None in names or len(set(names)) != len(names):
+        return items
+    return tuple(r for _, r in sorted(zip(names, items), key=lambda t: t[0]))
+
+
 def _as_set_like(v):
     if isinstance(v, Rel):
         iv = _inequality_interval(v)
@@ -265,9 +274,9 @@ def equal(p, g) -> bool:
         return _relations_equal(p, g)
     p, g = _as_set_like(_unwrap_assignment(p)), _as_set_like(_unwrap_assignment(g))
     if isinstance(p, Seq):
-        p = Seq(tuple(_as_set_like(_unwrap_assignment(x)) for x in p.items))
+        p = Seq(tuple(_as_set_like(_unwrap_assignment(x)) for x in _by_variable(p.items)))
     if isinstance(g, Seq):
-        g = Seq(tuple(_as_set_like(_unwrap_assignment(x)) for x in g.items))
+        g = Seq(tuple(_as_set_like(_unwrap_assignment(x)) for x in _by_variable(g.items)))
     if isinstance(p, sympy.Expr) and isinstance(g, sympy.Expr):
         return expr_equal(p, g)
     if isinstance(p, (FSet, Seq)) and isinstance(g, (FSet, Seq)):

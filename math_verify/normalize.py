@@ -29,6 +29,8 @@ _SPACING_RE = re.compile(r"\\(?:displaystyle|textstyle|scriptstyle|left|right|bi
 _TEXT_CMD_RE = re.compile(r"\\(text|textbf|textit|textrm|texttt|textup|mbox|mathrm|mathbf|mathit|mathsf|mathtt|boxed|"
                           r"operatorname|emph|hbox|textnormal|bf|rm)\s*\{")
 _DEGREE_RE = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree(?![A-Za-z])|\^\s*\{\s*\\text\{\s*o\s*\}\s*\}")
+_MOD_RE = re.compile(r"\(?\s*\\(?:pmod|bmod|mod)\s*\{[^{}]{0,40}\}\s*\)?|\\(?:pmod|bmod|mod)\s*\d+|"
+                     r"\(\s*\\(?:text|mathrm|operatorname)\s*\{\s*mod\s*\}\s*\d+\s*\)")
 _THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?:(?:,\d{3})+|(?: \d{3})+)(?:\.\d+)?$")
 _CHOICE_RE = re.compile(r"^(?:option|choice|answer)?\s*[:\s]*\(?\s*([A-J])\s*\)?(?:\s*[.:)]|\s|$)")
 
@@ -137,6 +139,7 @@ def normalize(answer: str) -> tuple[str, str | None]:
     s = re.sub(r"\\[dt]frac(?![A-Za-z])", r"\\frac", s)
     s = re.sub(r"\\[dt]binom(?![A-Za-z])", r"\\binom", s)
     s = _DEGREE_RE.sub(" ", s)
+    s = _MOD_RE.sub(" ", s)
     s = re.sub(r"\\\$|\\textdollar|€|£|\bUSD\b|\\euro", " ", s)
     s = s.replace("$", " ")
     s = s.replace("\\%", "%").replace("\\percent", "%")
@@ -157,10 +160,16 @@ def normalize(answer: str) -> tuple[str, str | None]:
         return " \x01 "  # a unit or a remark: dropped below
 
     s = re.sub("\x00(\\d+)\x00", piece, s)
-    s = re.sub(r"\x01\s*(?:\^\s*\{?\s*[23]\s*\}?)?", " ", s)
+    s = re.sub(r"\x01\s*(?:\^\s*\{?\s*[23]\s*\}?)?", "\x01", s)
+    # A dropped remark at either end vanishes; one between two values becomes a comma, so
+    # "2 \text{ apples and } 3" is the list 2, 3 and never the product 6.
+    s = re.sub(r"^[\s\x01]+|[\s\x01]+$", "", s)
+    s = re.sub(r"\s*\x01[\s\x01]*(?=[\s=<>)\]}.,;^]|\\[lg]e|\\cdot|\\times)", " ", s)
+    s = re.sub(r"\s*\x01[\s\x01]*", ", ", s)
+    s = re.sub(r"^\s*[=:]\s*", "", s)
     # Trailing unit words in plain text: "12 cm^2", "5 dollars", "30 degrees".
     for _ in range(4):
-        m = re.search(r"(?<=[\d}.)\s])\s*([A-Za-z]{2,})(?:\s*\^\s*\{?\s*[23]\s*\}?)?\s*\.?\s*$", s)
+        m = re.search(r"(?<=[\d}.)\s])\s*([A-Za-z]{2,})(?:\s*\^\s*\{?\s*[23]\s*\}?|/[A-Za-z]{1,5})?\s*\.?\s*$", s)
         word = m.group(1).lower() if m else ""
         if m is None or word in _KNOWN_WORDS or not (
                 word in _UNIT_WORDS or (len(word) >= 4 and re.search(r"[aeiou]", word))):

@@ -144,6 +144,7 @@ class Pool:
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
         self.killed = 0  # workers killed for missing their deadline (for tests and logs)
+        self._pid = os.getpid()
 
     def _resize(self, n: int) -> None:
         if self._ctx is None:
@@ -223,6 +224,8 @@ class Pool:
         return results
 
     def close(self) -> None:
+        if self._pid != os.getpid():
+            return  # inherited through fork: these workers belong to the parent
         for w in self._workers:
             try:
                 w.conn.send(None)
@@ -236,13 +239,20 @@ class Pool:
 
 
 _POOL: Pool | None = None
+_POOL_PID = 0
 _POOL_LOCK = threading.Lock()
 
 
 def get_pool() -> Pool:
-    global _POOL
+    """This process's pool (a forked child gets its own, never its parent's workers)."""
+    global _POOL, _POOL_PID
     with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = Pool()
+        if _POOL is None or _POOL_PID != os.getpid():
+            _POOL, _POOL_PID = Pool(), os.getpid()
             atexit.register(_POOL.close)
         return _POOL
+
+
+def warm_up(workers: int | None = None) -> None:
+    """Start the pool now (about 1-2 s) instead of on the first pair that needs sympy."""
+    get_pool().run([("judge", "\\sqrt{4}", "2")], STARTUP_TIMEOUT, workers or default_workers())

@@ -323,3 +323,11 @@ def test_default_workers_divides_cpus_among_local_ranks(monkeypatch):
     assert default_workers() == 1
     assert 1 <= alone <= 8
     assert alone <= len(os.sched_getaffinity(0))
+
+
+def test_warm_up_starts_workers_that_then_answer():
+    from math_verify import warm_up
+
+    warm_up(workers=1)
+    assert get_pool().size() >= 1
+    assert verify("\\boxed{\\binom{6}{3}}", "20") is True

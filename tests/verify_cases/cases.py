@@ -604,6 +604,24 @@ ROLLOUT_SHAPES = [
  ("\\boxed{A, C}", "A,C", True),
  ("\\boxed{AC}", "A, C", False),
  ("\\boxed{\\text{ACD}}", "ACD", True),
+    # Remarks and units inside the box, congruences, named coordinates.
+ ("\\boxed{3 \\pmod{7}}", "3", True),
+ ("\\boxed{3 \\pmod 7}", "3", True),
+ ("\\boxed{3 \\ (\\text{mod } 7)}", "21", False),
+ ("\\boxed{3 \\ (\\text{mod } 7)}", "3", True),
+ ("\\boxed{2 \\text{ apples and } 3 \\text{ oranges}}", "6", False),
+ ("\\boxed{\\text{Area} = 24}", "24", True),
+ ("\\boxed{24 \\text{ square units}}", "24", True),
+ ("\\boxed{x = 1, y = 2}", "(1,2)", True),
+ ("\\boxed{y = 2, x = 1}", "(1,2)", True),
+ ("\\boxed{y = 1, x = 2}", "(1,2)", False),
+ ("\\boxed{60 km/h}", "60", True),
+ ("\\boxed{60 \\text{ km/h}}", "60", True),
+ ("\\boxed{\\textbf{(A)}\\ 5}", "5", True),
+ ("\\boxed{\\text{The answer is } 5}", "5", True),
+ ("\\boxed{(1,2), (3,4)}", "(3,4), (1,2)", True),
+ ("\\boxed{12\\text{ cm}^2}", "12", True),
+ ("\\boxed{5\\text{ cm} \\times 3\\text{ cm}}", "15", True),
 ]
 
 CATEGORIES = {
