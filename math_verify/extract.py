@@ -137,6 +137,15 @@ def extract_answer(completion: str) -> str | None:
     text = _after_think(text)
     boxed = _last_box_cluster(text)
     if boxed is not None:
+        # DAPO asks for a last line "Answer: ..."; when one follows the last box, it is the commitment.
+        line = None
+        for line in _ANSWER_LINE_RE.finditer(text):
+            pass
+        boxes_end = text.rfind("boxed") + 1 or text.rfind("fbox") + 1
+        if line is not None and line.start() > boxes_end and "boxed" not in line.group(1):
+            ans = _strip_sentence(line.group(1))
+            if ans:
+                return ans
         return boxed.strip()
     hope = text.lower().rfind("i hope it is correct")
     if hope >= 0:  # Minerva: search only the window before the last closing formula
@@ -165,13 +174,14 @@ def extract_answer(completion: str) -> str | None:
 
 
 _CONCLUSION_RE = re.compile(r"^\W*(?:therefore|thus|so|hence|in total|in conclusion|altogether|finally)\b", re.I)
+_NEGATION_RE = re.compile(r"\bnot\b|n't\b|\bno\b|\bwrong\b|\bincorrect\b|\bnever\b", re.I)
 _NUMBER_RE = re.compile(r"(?<![\w.])-?\$?\d[\d,]*(?:\.\d+)?(?![\w.]*\d)")
 
 
 def _concluding_number(text: str) -> str | None:
     """Last resort: a concluding last line ("Therefore, she earns $18 a day.") with exactly one number."""
     lines = [ln for ln in text[-2000:].splitlines() if ln.strip()]
-    if not lines or not _CONCLUSION_RE.match(lines[-1]):
+    if not lines or not _CONCLUSION_RE.match(lines[-1]) or _NEGATION_RE.search(lines[-1]):
         return None
     numbers = _NUMBER_RE.findall(lines[-1])
     if len(numbers) != 1:

@@ -111,7 +111,12 @@ def choice_letter(s: str) -> str | None:
     s = re.sub("\x00(\\d+)\x00", lambda m: pieces[int(m.group(1))], s)
     s = s.replace("$", "").replace("\\", " ").strip().lstrip("*").strip()
     m = _CHOICE_RE.match(s)
-    return m.group(1) if m else None
+    if m is None:
+        return None
+    rest = s[m.end() :]
+    if re.search(r"(?<![A-Za-z])[A-J](?![A-Za-z])|\bor\b", rest):
+        return None  # "A or C", "A and C": more than one option named
+    return m.group(1)
 
 
 def is_choice_gold(gold: str) -> bool:

@@ -622,6 +622,28 @@ ROLLOUT_SHAPES = [
  ("\\boxed{(1,2), (3,4)}", "(3,4), (1,2)", True),
  ("\\boxed{12\\text{ cm}^2}", "12", True),
  ("\\boxed{5\\text{ cm} \\times 3\\text{ cm}}", "15", True),
+    # Several options or values named at once, a later DAPO answer line, negated conclusions.
+ ("\\boxed{A or C}", "A", False),
+ ("\\boxed{A and C}", "A", False),
+ ("\\boxed{(A) 12}", "A", True),
+ ("\\boxed{\\text{(A)}\\text{(B)}\\text{(C)}\\text{(D)}}", "C", False),
+ ("\\boxed{ABCD}", "C", False),
+ ("\\boxed{A, B, C, D}", "C", False),
+ ("So 5 is not correct.", "5", False),
+ ("Therefore, 5 is wrong.", "5", False),
+ ("So the total is 5 hours.", "5", True),
+ ("We get \\boxed{5} at first.\nAfter checking the boundary case again, the count changes.\nAnswer: 7", "7", True),
+ ("We get \\boxed{5} at first.\nAfter checking the boundary case again, the count changes.\nAnswer: 7", "5", False),
+ ("Answer: 7\n\nThus the answer is \\boxed{7}.", "7", True),
+ ("\\boxed{0.1234567}", "0.1234568", False),
+ ("\\boxed{0.1234567}", "0.1234567", True),
+ ("\\boxed{1} \\boxed{2} \\boxed{3} \\boxed{4} \\boxed{5} \\boxed{6} \\boxed{7} \\boxed{8} \\boxed{9} \\boxed{10} \\boxed{11} \\boxed{12}", "12", False),
+ ("\\boxed{\\pm 5}", "5", False),
+ ("\\boxed{5, -5}", "5", False),
+ ("\\boxed{x}", "5", False),
+ ("\\boxed{\\text{any real number}}", "5", False),
+ ("\\boxed{[0, \\infty)}", "5", False),
+ ("\\boxed{" + ",".join(str(k) for k in range(60)) + "}", "7", False),
 ]
 
 CATEGORIES = {
