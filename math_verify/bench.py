@@ -23,7 +23,6 @@ import json
 import random
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path

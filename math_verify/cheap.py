@@ -54,6 +54,7 @@ def _values(v: tuple[Fraction, bool]) -> set[Fraction]:
 
 
 def is_hedge(math: str) -> bool:
+    """Normalisation turns ``\\text{ or }`` into ``\\or``."""
     return "\\or" in math
 
 
@@ -84,6 +85,4 @@ def decide(pred: str, gold: str) -> bool | None:
         if gv[1] != pv[1]:
             return bool(_values(gv) & _values(pv))
         return gv[0] == pv[0]
-    if p_text is not None:
-        return False
     return None

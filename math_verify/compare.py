@@ -19,6 +19,7 @@ What is equal to what:
 """
 from __future__ import annotations
 
+import math
 import random
 
 import sympy
@@ -55,8 +56,6 @@ def _magnitude_digits(x: sympy.Expr) -> int:
         return 0
     if v == 0 or v != v or v == float("inf"):
         return 0
-    import math
-
     return max(0, int(math.log10(v)) + 1)
 
 
@@ -66,8 +65,7 @@ def _const_zero(d: sympy.Expr, scale: sympy.Expr) -> bool:
         v = d.evalf(prec)
         if not v.is_number:
             return False
-        re_, im_ = v.as_real_imag()
-        mag = abs(complex(sympy.Abs(v).evalf(20)))
+        mag = abs(complex(v))
     except (TypeError, ValueError, OverflowError, ZeroDivisionError):
         return False
     return mag < 10.0 ** (-_TOL_DIGITS)

@@ -30,7 +30,6 @@ _MINERVA_RE = re.compile(r"final answer is\s*(.{1,400}?)\s*\.?\s*I hope it is co
 _ANSWER_LINE_RE = re.compile(r"(?:^|\n)[ \t*#>_]*(?:final\s+)?answer[ \t*_]*[:：][ \t*_]*([^\n]{1,400})", re.I)
 _GSM8K_RE = re.compile(r"####[ \t]*([^\n]{1,200})")
 _ANSWER_IS_RE = re.compile(r"(?:answer|option|choice)\s+(?:is|=|would be|will be)[\s:]*([^\n]{1,300})", re.I)
-_CHOICE_SENTENCE_RE = re.compile(r"(?:answer|option|choice)\s*(?:is|:)?\s*\(?\s*\\?(?:textbf\{|text\{)?\(?([A-J])\)?\}?\)?(?![A-Za-z])")
 
 
 def _balanced_group(text: str, start: int) -> tuple[str, int] | None:

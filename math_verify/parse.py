@@ -18,7 +18,6 @@ Values produced (see ``compare.py`` for what is equal to what):
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -314,8 +313,8 @@ class Parser:
         if kind == "op":
             return val in ("(", "\\{")
         if kind == "cmd":
-            return val in ("frac", "sqrt", "pi", "infty", "inf", "binom", "begin", "overline") or val in _FUNCS or val in _GREEK or val in (
-                "left", "lbrace", "langle", "mathrm", "exp", "e")
+            return val in ("frac", "sqrt", "pi", "infty", "inf", "binom", "begin", "langle", "e") or val in _FUNCS \
+                or val in _GREEK
         return False
 
     def term(self):

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -331,3 +334,22 @@ def test_warm_up_starts_workers_that_then_answer():
     warm_up(workers=1)
     assert get_pool().size() >= 1
     assert verify("\\boxed{\\binom{6}{3}}", "20") is True
+
+
+# ----------------------------------------------------------------------------- safety of the package itself
+def test_package_source_calls_no_string_evaluator():
+    banned = ["sym" + "pify", "parse" + "_expr", "ev" + "al", "ex" + "ec", "lamb" + "dify", "parse" + "_latex"]
+    pattern = re.compile(r"\b(" + "|".join(banned) + r")\(")
+    package = Path(__file__).resolve().parent.parent / "math_verify"
+    hits = [f"{f.name}:{k}" for f in package.glob("*.py")
+            for k, line in enumerate(f.read_text().splitlines(), 1) if pattern.search(line)]
+    assert hits == []
+
+
+def test_importing_and_cheap_verification_load_neither_sympy_nor_torch():
+    code = ("import sys, math_verify; "
+            "ok = math_verify.verify_batch([('\\\\boxed{12}', '12'), ('Answer: 3/4', '0.75'), ('\\\\boxed{B}', 'B')]); "
+            "print(ok, 'sympy' in sys.modules, 'torch' in sys.modules)")
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["[True,", "True,", "True]", "False", "False"], out.stderr
