@@ -21,6 +21,7 @@ _UNIT_WORDS = {
     "liter", "liters", "litre", "l", "ml", "gallon", "gallons", "people", "students", "apples", "marbles",
     "times", "ways", "points", "percent", "mathrm", "per", "page", "pages", "books", "cookies", "eggs", "boxes",
 }
+_UNIT_LETTERS = set("msgMKJNWVALhCTFH")
 _KNOWN_WORDS = {"sqrt", "pi", "sin", "cos", "tan", "cot", "sec", "csc", "ln", "log", "exp", "infty", "inf",
                 "arcsin", "arccos", "arctan", "and", "or", "i", "e", "x", "y", "z"}
 
@@ -62,8 +63,11 @@ def _unwrap_text_commands(s: str) -> tuple[str, list[str]]:
         content = s[m.end() : k]
         out.append(s[pos : m.start()])
         cmd = m.group(1)
+        letter = content.strip()
+        math_letter = len(letter) <= 1 and (letter in ("e", "i") or (
+            content[:1] not in (" ", "~") and letter not in _UNIT_LETTERS))  # \mathrm{~m}, \mathrm{M}: units
         if cmd in ("mathrm", "mathbf", "mathit", "operatorname", "boxed") and (
-            len(content.strip()) <= 1 or cmd == "boxed" or content.strip() in ("sin", "cos", "tan", "log", "ln")):
+                math_letter or cmd == "boxed" or letter in ("sin", "cos", "tan", "log", "ln")):
             out.append(" " + (content if cmd == "boxed" else content.strip() if len(content.strip()) == 1
                               else "\\" + content.strip()) + " ")
         else:
@@ -166,6 +170,7 @@ def normalize(answer: str) -> tuple[str, str | None]:
 
     s = re.sub("\x00(\\d+)\x00", piece, s)
     s = re.sub(r"\x01\s*(?:\^\s*\{?\s*[23]\s*\}?)?", "\x01", s)
+    s = re.sub(r"\x01\s*/\s*\x01", "\x01", s)  # \mathrm{~km} / \mathrm{s}
     # A dropped remark at either end vanishes; one between two values becomes a comma, so
     # "2 \text{ apples and } 3" is the list 2, 3 and never the product 6.
     s = re.sub(r"^[\s\x01]+|[\s\x01]+$", "", s)

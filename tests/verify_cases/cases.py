@@ -644,6 +644,22 @@ ROLLOUT_SHAPES = [
  ("\\boxed{\\text{any real number}}", "5", False),
  ("\\boxed{[0, \\infty)}", "5", False),
  ("\\boxed{" + ",".join(str(k) for k in range(60)) + "}", "7", False),
+    # Minerva-style physics and chemistry: scientific notation and \mathrm{~unit}.
+ ("\\boxed{2.5 \\times 10^{-3} \\mathrm{~m}}", "2.5e-3", True),
+ ("Final Answer: The final answer is 4.5 \\mathrm{~nm}. I hope it is correct.", "4.5", True),
+ ("Final Answer: The final answer is 4.49 \\mathrm{~nm}. I hope it is correct.", "4.5", False),
+ ("\\boxed{3 \\times 10^{8} \\mathrm{~m} / \\mathrm{s}}", "3e8", True),
+ ("\\boxed{7.5 \\times 10^{-11}}", "7.5e-11", True),
+ ("\\boxed{7.5 \\cdot 10^{-11}}", "7.5 \\times 10^{-11}", True),
+ ("The wavelength is $\\boxed{500 \\mathrm{~nm}}$.", "500", True),
+ ("\\boxed{1.2 \\mathrm{~eV}}", "1.2", True),
+ ("\\boxed{-13.6 \\text{ eV}}", "-13.6", True),
+ ("\\boxed{13.6 \\text{ eV}}", "-13.6", False),
+ ("\\boxed{6.02 \\times 10^{23}}", "6.02e23", True),
+ ("\\boxed{0.05 \\mathrm{M}}", "0.05", True),
+ ("\\boxed{\\frac{1}{2} m v^2}", "\\frac{mv^2}{2}", True),
+ ("\\boxed{\\frac{G M m}{r^2}}", "\\frac{GMm}{r^{2}}", True),
+ ("\\boxed{\\frac{GM}{r}}", "\\frac{GMm}{r^{2}}", False),
 ]
 
 CATEGORIES = {
