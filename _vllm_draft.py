@@ -187,6 +187,11 @@ class VLLMRollout:
         # The engine core must run in this process: external_launcher asserts it, and weight sync passes
         # tensors by reference. vLLM reads the variable when the engine is built.
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        if not on_gpu:
+            # The CPU build cuts torch to 1 thread for the whole process (and then disables
+            # torch.set_num_threads) unless OMP_NUM_THREADS is set; the trainer shares this process, so
+            # keep the thread count it chose.
+            os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
         from vllm import LLM
 
         if enable_sleep_mode is None:
@@ -312,6 +317,9 @@ class VLLMRollout:
             "reload_weights",
             kwargs={"weights_iterator": iter(named_tensors), "is_checkpoint_format": True},
         )
+        # vLLM 0.32.0: a callable passed to collective_rpc runs on each worker with the worker as its
+        # first argument (in this process, since the executor is in-process).
+        self.llm.collective_rpc(_refresh_tied_lm_head)
         self.llm.reset_prefix_cache()
         return time.perf_counter() - start
 
@@ -348,6 +356,26 @@ class VLLMRollout:
             # vLLM 0.32.0: `LLM.llm_engine.engine_core` is the in-process client; its shutdown() tears
             # down the executor, then calls cleanup_dist_env_and_memory().
             llm.llm_engine.engine_core.shutdown()
+
+
+def _refresh_tied_lm_head(worker) -> None:
+    """Rebuild the LM head's matmul after a reload when it shares its weight with the embedding.
+
+    Without this, on the CPU build a model with tied embeddings (SmolLM2) keeps sampling with the OLD
+    output projection after `reload_weights`: the checkpoint has no `lm_head.weight`, so the layerwise
+    reload restores the LM head as it was, including the oneDNN matmul handle that the CPU build prepared
+    from the old weight at load time. The shared weight tensor itself does hold the new values, so
+    re-running the head's post-load processing rebuilds the handle from them. On GPU that processing does
+    nothing for an unquantized head, so the call is harmless there.
+    """
+    # vLLM 0.32.0: Worker.model_runner.get_model() is the vLLM model; its `config` is the HF config and,
+    # for tied Llama-family models, `lm_head` is a ParallelLMHead whose `quant_method`
+    # (UnquantizedEmbeddingMethod) builds the CPU matmul in process_weights_after_loading().
+    model = worker.model_runner.get_model()
+    config = getattr(model, "config", None)
+    head = getattr(model, "lm_head", None)
+    if getattr(config, "tie_word_embeddings", False) and head is not None and hasattr(head, "quant_method"):
+        head.quant_method.process_weights_after_loading(head)
 
 
 def _request_seed(seed: int, index: int) -> int:

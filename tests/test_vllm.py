@@ -41,14 +41,15 @@ def build_tiny_llama(path):
     """A random 2-layer Llama (hidden 64, head_dim 32: the smallest head size vLLM's CPU attention takes).
 
     The weights are drawn wider than the usual 0.02 so the next-token distribution is far from uniform and
-    a stale weight shows up in the log-probs.
+    a stale weight shows up in the log-probs. Embeddings are tied, as in the default model: that is the
+    case where the CPU build once kept a stale LM head after a sync.
     """
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
         vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=2, num_key_value_heads=2, head_dim=32, max_position_embeddings=256,
-        bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False, initializer_range=0.2,
+        bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=True, initializer_range=0.2,
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).eval()
@@ -87,7 +88,8 @@ def test_default_model_generates_and_matches_trainer_after_sync():
     engine = VLLMRollout(DEFAULT_MODEL, seed=0, max_model_len=256, kv_cache_bytes=64 * 2**20)
     try:
         with torch.no_grad():
-            model.model.norm.weight.mul_(1.5)  # one small tensor changes every next-token distribution
+            for p in model.parameters():  # as an optimizer step would: every tensor, tied embedding too
+                p.mul_(1 + 0.01 * torch.randn_like(p))
         engine.sync_weights((name, p.detach()) for name, p in model.named_parameters())
         results = engine.generate([prompt], n=2, temperature=TEMPERATURE, max_tokens=6, seed=0)
     finally:
