@@ -352,7 +352,9 @@ def logprobs_and_entropy(hidden, weight, targets, temperature=1.0, chunk_size=10
     N/chunk_size cut in peak memory). The alternative, `log_softmax(hidden @ W.T)`,
     holds several (N, V) float32 tensors: 12 GB per 20k-token response at V = 152k.
     Entropy is computed in the same pass as logsumexp (one exp per logit) and carries
-    no gradient, as in the paper, where it only selects tokens.
+    no gradient, as in the paper, where it only selects tokens. bf16 inputs: the
+    matmuls run in bf16 as autograd's would, softmax in float32, and grad_weight is
+    summed over chunks in float32.
     """
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
