@@ -11,7 +11,6 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import forkgrpo  # noqa: E402
 from forkgrpo import (  # noqa: E402
     forking_token_mask,
     group_advantages,
