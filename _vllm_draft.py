@@ -166,8 +166,8 @@ class VLLMRollout:
         executor cannot start (it reads RANK/LOCAL_RANK from the environment), so we use the in-process
         "uni" executor instead. In both cases the engine core runs in this process
         (VLLM_ENABLE_V1_MULTIPROCESSING=0), which is what lets `sync_weights` hand it tensors directly.
-        Both executors create (uni: a 1-process) default process group if none exists and destroy
-        the default process group in `close()`; see `close`.
+        "uni" creates a 1-process default process group when none exists, and `close()` destroys the
+        default process group under both executors; see `close`.
     """
 
     def __init__(
@@ -206,6 +206,9 @@ class VLLMRollout:
 
         self.sleeping = False
         self.enable_sleep_mode = enable_sleep_mode
+        # The CPU worker replaces torch.set_num_threads with a no-op for the whole process; close() puts
+        # the real one back.
+        self._set_num_threads = torch.set_num_threads
         self.eos_token_ids = _eos_token_ids(Path(model_dir))
         self.llm = LLM(
             model=str(model_dir),
@@ -219,7 +222,7 @@ class VLLMRollout:
             # and top-p), the quantity the mismatch metric compares with the trainer's.
             logprobs_mode="processed_logprobs",
             # CUDA graphs and torch.compile cost start-up time and memory that a trainer sharing the
-            # device cannot spare; on CPU the compile is also the slowest part of the first call.
+            # device cannot spare.
             enforce_eager=True,
             # The trainer tokenizes and decodes; the engine only sees and returns token ids.
             skip_tokenizer_init=True,
@@ -252,9 +255,9 @@ class VLLMRollout:
                 the engine did before; each response gets its own seed derived from it.
 
         Note:
-            We send n separate requests per prompt rather than one request with `n`: a request's seed
-            would otherwise be shared by its n samples. vLLM's prefix cache still computes each prompt
-            once.
+            We send n separate requests per prompt rather than one request with `n`, so that each response
+            has a seed of its own whatever vLLM does with the seed of a request it fans out. vLLM's prefix
+            cache still computes each prompt once.
         """
         from vllm import SamplingParams
 
@@ -356,6 +359,7 @@ class VLLMRollout:
             # vLLM 0.32.0: `LLM.llm_engine.engine_core` is the in-process client; its shutdown() tears
             # down the executor, then calls cleanup_dist_env_and_memory().
             llm.llm_engine.engine_core.shutdown()
+            torch.set_num_threads = self._set_num_threads
 
 
 def _refresh_tied_lm_head(worker) -> None:

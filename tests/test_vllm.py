@@ -8,7 +8,6 @@ Environment set before vLLM is imported, each for a reason:
 - VLLM_ENABLE_V1_MULTIPROCESSING=0: the engine core runs in this process (VLLMRollout also sets it).
 - TORCHDYNAMO_DISABLE / torch._dynamo.config.disable: vLLM's sampler torch.compiles a small log-prob
   helper on first use; compiling it with inductor on CPU costs more than this whole file's budget.
-- VLLM_CPU_OMP_THREADS_BIND=nobind: do not pin this shared test process's threads to chosen cores.
 """
 
 import copy
@@ -30,7 +29,6 @@ def _vllm_env():
     patch = pytest.MonkeyPatch()
     patch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     patch.setenv("TORCHDYNAMO_DISABLE", "1")
-    patch.setenv("VLLM_CPU_OMP_THREADS_BIND", "nobind")
     # torch read TORCHDYNAMO_DISABLE when it was imported, before this fixture ran; set the live flag too.
     patch.setattr(torch._dynamo.config, "disable", True)
     yield
@@ -85,6 +83,7 @@ def test_default_model_generates_and_matches_trainer_after_sync():
     prompt = tok.apply_chat_template(
         [{"role": "user", "content": "What is 7 + 5?"}], add_generation_prompt=True, return_dict=True
     )["input_ids"]
+    set_num_threads = torch.set_num_threads
     engine = VLLMRollout(DEFAULT_MODEL, seed=0, max_model_len=256, kv_cache_bytes=64 * 2**20)
     try:
         with torch.no_grad():
@@ -96,6 +95,10 @@ def test_default_model_generates_and_matches_trainer_after_sync():
         engine.close()
     assert all(len(ids) == len(logps) >= 1 for ids, logps in results)
     assert max_logp_diff(model, [prompt], results, 2, TEMPERATURE) < TOLERANCE
+    # close() leaves the process as the trainer expects it: vLLM's (1-rank) default process group is
+    # gone, and torch.set_num_threads, which vLLM's CPU worker had disabled, works again.
+    assert not torch.distributed.is_initialized()
+    assert torch.set_num_threads is set_num_threads
 
 
 PROMPTS = [[1, 17, 250, 33], [1, 400, 5, 6, 7, 8, 9], [1, 42]]
