@@ -298,9 +298,11 @@ class VLLMRollout:
         Args:
             named_tensors: an iterable of (transformers parameter name, full tensor), e.g.
                 `((name, p.full_tensor()) for name, p in model.named_parameters())` for an FSDP2 model.
-                It is consumed lazily, so only one full parameter needs to exist at a time; under FSDP2
-                every rank must run it (`full_tensor()` is a collective), which this engine does since
-                each rank syncs its own engine.
+                It is consumed lazily (vLLM buffers the tensors of one layer until the layer is complete),
+                so the full model never exists twice; under FSDP2 every rank must run it (`full_tensor()`
+                is a collective), which holds here since each rank syncs its own engine. Names must be
+                the plain transformers ones: strip wrapper prefixes such as activation checkpointing's
+                `_checkpoint_wrapped_module.` or torch.compile's `_orig_mod.` first.
 
         Note:
             The tensors go through the model's own checkpoint loader (`is_checkpoint_format=True`): it
