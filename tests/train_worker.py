@@ -1,8 +1,8 @@
 """Runs forkgrpo.main with a stand-in reward, for the end-to-end tests (one process or torchrun).
 
 A random tiny model never answers a problem right, so every group would be all-wrong and every
-gradient zero. This reward depends on the response text (the parity of its characters' code
-points), so it varies within groups and the whole update path is exercised. Options of this
+gradient zero. This reward alternates within each group (responses come prompt-major, and the
+tests use even group sizes), so every group is informative and the whole update path runs. Options of this
 worker come first:
   --nan-on-call N   make the N-th policy_loss call (1-based, per rank) return NaN
 """
@@ -14,8 +14,8 @@ import torch
 import forkgrpo
 
 
-def parity_reward(responses, answers, timeout):
-    return torch.tensor([float(sum(map(ord, r)) % 2) for r in responses])
+def alternating_reward(responses, answers, timeout):
+    return torch.tensor([float(i % 2) for i in range(len(responses))])
 
 
 def main(argv):
@@ -29,7 +29,7 @@ def main(argv):
             return (loss * float("nan") if calls[0] == target else loss), metrics
 
         forkgrpo.policy_loss = nan_loss
-    forkgrpo.correctness = parity_reward
+    forkgrpo.correctness = alternating_reward
     forkgrpo.main(argv)
 
 
