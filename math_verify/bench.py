@@ -128,7 +128,7 @@ def _print_table(title, results):
     print("|---|---:|---:|---:|---:|---:|")
     for r in results:
         print(f"| {r['verifier']} | {100 * r['accuracy']:.1f}% | {r['pairs_per_s']:.0f} | {r['median_ms']:.2f} | "
-              f"{r['p99_ms']:.1f} | {r['max_ms']:.0f} |")
+              f"{r['p99_ms']:.1f} | {r['max_ms']:.1f} |")
     if len(results) > 1:
         ref = results[-1]
         for r in results[:-1]:
