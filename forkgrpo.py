@@ -1,4 +1,61 @@
-"""forkgrpo: forking-token RLVR in one file. (Docstring completed by the lead.)"""
+"""forkgrpo: forking-token RLVR in one file.
+
+Reinforcement learning with verifiable rewards (RLVR) on math problems with GRPO and DAPO's
+refinements, where the policy gradient flows only through the "forking tokens": the top rho = 20%
+of response tokens by entropy, where a chain of thought branches (Wang et al., "Beyond the 80/20
+Rule", arXiv 2506.01939). Read it top to bottom: config, the pure algorithm functions, data,
+reward, distributed set-up, model and rollout, then main().
+
+The algorithm; main() repeats these steps as numbered comments. Each training step:
+  1. Rollout: sample G responses for each prompt at temperature T (vLLM or transformers).
+  2. Reward: r_i = +1 if math_verify finds the final answer equal to the gold answer, else -1,
+     plus DAPO's soft overlong penalty. Dynamic sampling drops groups whose answers are all right
+     or all wrong (nothing to learn from within the group) and draws more prompts to refill.
+  3. Advantages: A_i = (r_i - mean(r_group)) / (std(r_group) + eps), per prompt group.
+  4. Scoring pass (no gradient): old log-probs and the entropy H_t of every response token,
+     from the final hidden states and the LM head chunk by chunk, never the full logits.
+  5. Forking mask: over each whole mini-batch on all ranks, tau = the k-th largest H_t with
+     k = ceil(rho N), N the valid response tokens; a token is selected when H_t >= tau.
+  6. Update: DAPO's clip-higher surrogate on the selected tokens, summed and divided by the
+     number of selected tokens in the mini-batch (all micro-batches and ranks), then AdamW.
+  7. Weight sync: push the new weights into the vLLM engine.
+  8. Log, evaluate, checkpoint.
+
+Symbols:
+  G          group size, responses per prompt (--group-size)
+  rho        fraction of tokens that get the gradient (--rho; 0.2 in the paper, 1.0 = DAPO)
+  H_t        entropy of the next-token distribution softmax(z_t / T) at response position t
+  tau        the entropy threshold of the forking mask (logged as fork/tau)
+  A_i        group-relative advantage of response i, shared by all its tokens
+  r_t        importance ratio pi_theta(y_t) / pi_old(y_t)
+  eps_low, eps_high   clip range of r_t (DAPO's clip-higher: 0.2, 0.28)
+
+Run:
+  ./run.sh                                    # the embedded default, on CPU, in minutes
+  torchrun --nproc_per_node=8 forkgrpo.py --model Qwen/Qwen3-8B-Base --data dapo-math-17k.parquet \\
+      --template base --group-size 16 --prompts-per-step 512 --mini-batches 16 --max-new-tokens 20480 \\
+      --overlong-cache 4096 --temperature 1.0 --lr 1e-6 --warmup-steps 20 --micro-batch-size 4 \\
+      --activation-checkpointing --steps 1000 --save-every 20 --eval-every 20   # steps: your budget
+  add --rho 1.0 for the DAPO baseline, --fork-mode bottom --rho 0.8 for the paper's ablation.
+
+References: GRPO (arXiv 2402.03300), DAPO (arXiv 2503.14476), forking tokens (arXiv 2506.01939 v2),
+Dr. GRPO (arXiv 2503.20783).
+
+Deliberate deviations from the paper and the authors' code (a fork of verl):
+  1. The forking mask is computed once per mini-batch over all ranks, with ties at tau kept;
+     the authors' code takes exactly k tokens with topk in each micro-batch on each GPU.
+  2. The entropy comes from the scoring pass, so it is the current policy's at the first
+     mini-batch and the rollout policy's after (the authors compute it in each update forward).
+     With --mini-batches 1 the two agree.
+  3. The loss denominator is a choice (--loss-norm): selected tokens (paper v2 Eq. 6, the
+     authors' code; the default) or all response tokens (paper v1, TRL).
+  4. Sampling is seeded per prompt: a prompt's responses do not depend on the number of ranks,
+     so runs on 1 and N processes, and resumed runs, produce the same rollouts.
+  5. The defaults train the embedded 135M model on 2 CPU cores in minutes: G = 8, 4 prompts per
+     step, 64 new tokens, T = 0.5, lr 2e-5, 8 steps (the paper: G = 16, 512 prompts, 20480 tokens,
+     T = 1.0, lr 1e-6). The other algorithmic defaults (rho, eps, clipping, no KL, no entropy
+     bonus) are the paper's.
+"""
 
 import argparse
 import ast
@@ -23,6 +80,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+from tqdm import tqdm
 
 
 # ======================================================================================
@@ -53,7 +111,7 @@ class Config:
     prompt_key: str = "prompt"
     """key of the question (a string or a chat message list); dots go into nested dicts"""
     answer_key: str = "reward_model.ground_truth"
-    """key of the gold answer; dots go into nested dicts (the built-in set has it too)"""
+    """key of the gold answer; dots go into nested dicts"""
     max_prompt_len: int = 512
     """prompts longer than this many tokens are skipped and counted, never truncated"""
     eval_size: int = 64
@@ -64,12 +122,12 @@ class Config:
     """generation engine: "vllm", "hf" (transformers generate), "auto" (vLLM if importable)"""
     group_size: int = 8
     """G, responses per prompt (paper: 16)"""
-    prompts_per_step: int = 8
+    prompts_per_step: int = 4
     """prompts per rollout step, over all ranks (paper: 512 via DAPO)"""
-    max_new_tokens: int = 128
+    max_new_tokens: int = 64
     """response length limit (paper: 20480)"""
-    temperature: float = 1.0
-    """T, sampling temperature; also the T of the entropy and log-probs (paper: 1.0)"""
+    temperature: float = 0.5
+    """T, sampling temperature; also the T of the entropy and log-probs (paper: 1.0; at 1.0 the 135M default answers ~1% right)"""
     top_p: float = 1.0
     """nucleus sampling (paper: 1.0)"""
     vllm_tp: int = 1
@@ -90,20 +148,20 @@ class Config:
     """upper clip range, clip-higher (DAPO: 0.28)"""
     scale_by_std: bool = True
     """divide advantages by the group std (GRPO/DAPO); --no-scale-by-std is Dr. GRPO"""
-    overlong_cache: int = 32
+    overlong_cache: int = 16
     """DAPO soft overlong punishment: penalty ramps over the last this-many tokens (paper: 4096 of 20480)"""
     overlong_factor: float = 1.0
     """scale of the overlong penalty (DAPO: 1.0; 0 turns it off)"""
     dynamic_sampling: bool = True
     """DAPO dynamic sampling: drop all-right and all-wrong groups, draw more prompts to refill"""
-    max_draws: int = 3
+    max_draws: int = 2
     """dynamic sampling: at most this many rollout rounds per step"""
 
     # --- optimisation ---
-    steps: int = 20
+    steps: int = 8
     """training steps: each is one rollout round followed by --mini-batches optimizer updates"""
-    lr: float = 2e-6
-    """AdamW learning rate, constant after warm-up (paper: 1e-6; higher here for the small model)"""
+    lr: float = 2e-5
+    """AdamW learning rate, constant after warm-up (paper: 1e-6; higher here for the small model and few steps)"""
     warmup_steps: int = 0
     """linear learning-rate warm-up, in steps"""
     weight_decay: float = 0.1
@@ -112,7 +170,7 @@ class Config:
     """global gradient-norm clip (paper: 1.0)"""
     mini_batches: int = 1
     """optimizer steps per rollout: the batch splits into this many (DAPO: 512 prompts / 32 = 16)"""
-    micro_batch_size: int = 16
+    micro_batch_size: int = 8
     """sequences per forward/backward on each rank (memory only: the gradient does not change)"""
 
     # --- system ---
@@ -120,9 +178,9 @@ class Config:
     """seeds data order, sampling and the random fork mode; a run is reproducible on CPU"""
     out_dir: str = "runs/forkgrpo"
     """metrics.jsonl, checkpoints and the final model go here"""
-    eval_every: int = 10
+    eval_every: int = 0
     """evaluate every this many steps (and at start and end); 0: only at start and end"""
-    eval_samples: int = 4
+    eval_samples: int = 2
     """k samples per eval problem for the sampled accuracy (paper's Acc@16: 16)"""
     save_every: int = 0
     """checkpoint every this many steps (and on Ctrl-C); 0: only on Ctrl-C"""
@@ -653,16 +711,16 @@ def builtin_problems(n, seed):
     problems = []
     for _ in range(n):
         name, item = rng.choice(_NAMES), rng.choice(_ITEMS)
-        a, b, kind = rng.randint(2, 20), rng.randint(2, 9), rng.randrange(4)
+        a, b, kind = rng.randint(2, 12), rng.randint(2, 6), rng.randrange(4)
         if kind == 0:
             q, ans = f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?", a + b
         elif kind == 1:
             q, ans = f"{name} has {a + b} {item} and gives away {b}. How many {item} are left?", a
         elif kind == 2:
-            a = rng.randint(2, 9)
+            a = rng.randint(2, 6)
             q, ans = f"{name} buys {b} bags with {a} {item} in each bag. How many {item} is that?", a * b
         else:
-            a = rng.randint(2, 9)
+            a = rng.randint(2, 6)
             q, ans = f"{name} shares {a * b} {item} equally among {b} friends. How many {item} does each friend get?", a
         content = q + " Put the final answer in \\boxed{}."
         problems.append({"prompt": [{"role": "user", "content": content}], "answer": str(ans)})
@@ -991,11 +1049,20 @@ class VLLMRollout:
             os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))  # keep the trainer's threads
             # Without a bound the CPU build reserves a large share of RAM (13 GiB seen on 24 GiB).
             memory = {"kv_cache_memory_bytes": kv_cache_bytes, "dtype": "float32"}  # auto = bf16: slow on AVX2
+            # vLLM 0.32.0: a partly prefilled request's seeded generator is rewound with set_offset,
+            # which CPU generators lack (RuntimeError): never split a prompt across steps.
+            memory.update(enable_chunked_prefill=False, max_num_batched_tokens=max(max_model_len, 8192))
             # The sampler torch.compiles a helper when log-probs are requested: minutes with inductor on CPU.
             torch._dynamo.config.disable = True
         from vllm import LLM
 
         self.sleeping, self.sleep_mode, self.eos = False, on_gpu, list(eos_token_ids)
+        self.tp_group = None
+        if tensor_parallel_size > 1:  # external_launcher makes each block of consecutive ranks one engine
+            world, rank = dist.get_world_size(), dist.get_rank()
+            for first in range(0, world, tensor_parallel_size):  # every rank must create every group
+                g = dist.new_group(list(range(first, first + tensor_parallel_size)))
+                self.tp_group = g if first <= rank < first + tensor_parallel_size else self.tp_group
         self._set_num_threads = torch.set_num_threads
         self.llm = LLM(
             model=str(model_dir), seed=seed, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size,
@@ -1014,6 +1081,12 @@ class VLLMRollout:
         """
         from vllm import SamplingParams
 
+        if self.tp_group is not None:  # the ranks of one engine must send it the same requests
+            parts = [None] * dist.get_world_size(self.tp_group)
+            dist.all_gather_object(parts, (prompt_ids, seeds), group=self.tp_group)
+            before = sum(len(p) for p, _ in parts[: dist.get_rank(self.tp_group)]) * n
+            prompt_ids = [p for ps, _ in parts for p in ps]
+            seeds = None if seeds is None else [x for _, ss in parts for x in ss]
         requests, params = [], []
         for i, ids in enumerate(prompt_ids):
             for j in range(n):
@@ -1026,6 +1099,9 @@ class VLLMRollout:
         outputs = self.llm.generate(requests, params, use_tqdm=False)  # in request order
         responses = [list(o.outputs[0].token_ids) for o in outputs]
         logps = [[step[t].logprob for step, t in zip(o.outputs[0].logprobs, ids)] for o, ids in zip(outputs, responses)]
+        if self.tp_group is not None:  # keep this rank's own responses
+            mine = slice(before, before + len(parts[dist.get_rank(self.tp_group)][0]) * n)
+            responses, logps = responses[mine], logps[mine]
         return responses, logps
 
     def sync_weights(self, named_tensors):
@@ -1192,35 +1268,34 @@ def entropy_percentile(entropy, valid, q, group):
 
 
 def update_policy(cfg, policy, optimizer, batch, old_logp, entropy, advantages, step, rank, group):
-    """--mini-batches optimizer steps on one rollout batch; returns the summed metrics."""
+    """--mini-batches optimizer steps on one rollout batch; returns metrics averaged over them."""
     input_ids, attention, response = batch
-    rows = torch.arange(len(input_ids))
+    minis = torch.tensor_split(torch.arange(len(input_ids)), min(cfg.mini_batches, len(input_ids)))
     sums = collections.defaultdict(float)
-    for i, mb in enumerate(torch.tensor_split(rows, cfg.mini_batches)):
-        # Forking mask over the whole mini-batch on all ranks, from the scoring pass's entropies.
+    bar = tqdm(total=len(input_ids), desc="update", unit="seq", leave=False, disable=rank != 0)
+    for i, mb in enumerate(minis):
+        # 5. Forking mask over the whole mini-batch on all ranks, from the scoring pass's entropies.
         gen = torch.Generator(device=entropy.device).manual_seed(derive_seed(cfg.seed, "fork", step, i, rank))
         mask = forking_token_mask(entropy[mb], response[mb], cfg.rho, cfg.fork_mode, group, gen)  # (b, T-1)
-        # The loss denominator counts the whole update (all micro-batches and ranks): exact grads.
         if cfg.fork_mode != "random":  # tau: the entropy threshold this mask applied
             top = cfg.fork_mode == "top"
             edge = torch.where(mask, entropy[mb], math.inf if top else -math.inf)
             tau = all_reduce((edge.min() if top else edge.max()).reshape(1).cpu(), "min" if top else "max")
-            sums["fork/tau"] += float(tau[0]) / cfg.mini_batches
+            sums["fork/tau"] += float(tau[0]) / len(minis)
+        # 6. The loss denominator counts the whole mini-batch (all micro-batches and ranks), so the
+        # accumulated gradient is exactly the full mini-batch's.
         count = (mask if cfg.loss_norm == "selected" else response[mb]).sum().float()
         num_tokens = all_reduce(count.reshape(1))[0]
-        stats = torch.zeros(7)  # loss, then token-weighted metric sums, tokens, selected, valid
+        stats = torch.zeros(7)  # loss, token-weighted METRIC_KEYS, selected tokens, valid tokens
         for r, width in micro_batches(mb, cfg.micro_batch_size, attention):
-            rr = r - mb[0]
             logp, _ = policy(input_ids[r, :width], attention[r, :width], response[r, : width - 1], cfg.temperature)
-            loss, m = policy_loss(
-                logp, old_logp[r, : width - 1], advantages[r], mask[rr, : width - 1],
-                cfg.eps_low, cfg.eps_high, num_tokens,
-            )
+            loss, m = policy_loss(logp, old_logp[r, : width - 1], advantages[r], mask[r - mb[0], : width - 1],
+                                  cfg.eps_low, cfg.eps_high, num_tokens)
             loss.backward()
-            t = m["loss/tokens"]
-            stats += torch.stack([
-                loss.detach().cpu(), *(m[k].cpu() * t.cpu() for k in METRIC_KEYS), t.cpu(), response[r].sum().cpu().float(),
-            ])
+            t = m["loss/tokens"].cpu()
+            stats += torch.stack([loss.detach().cpu(), *(m[k].cpu() * t for k in METRIC_KEYS), t,
+                                  response[r].sum().cpu().float()])
+            bar.update(len(r))
         stats = all_reduce(stats)
         grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
         grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
@@ -1229,12 +1304,12 @@ def update_policy(cfg, policy, optimizer, batch, old_logp, entropy, advantages, 
         else:  # a NaN/inf loss or gradient: skip this step, keep the run going
             sums["train/skipped_steps"] += 1
         optimizer.zero_grad(set_to_none=True)
-        sums["loss/loss"] += float(stats[0])
-        for j, k in enumerate(METRIC_KEYS):
-            sums[k] += float(stats[1 + j] / stats[5].clamp_min(1)) / cfg.mini_batches
+        for j, k in enumerate(("loss/loss", *METRIC_KEYS)):
+            sums[k] += float(stats[j] / (stats[5].clamp_min(1) if j else 1)) / len(minis)
+        sums["train/grad_norm"] += float(grad_norm) / len(minis)
         sums["fork/selected"] += float(stats[5])
         sums["fork/valid"] += float(stats[6])
-        sums["train/grad_norm"] += float(grad_norm) / cfg.mini_batches
+    bar.close()
     return sums
 
 
@@ -1251,6 +1326,7 @@ def collect_rollouts(cfg, engine, tokenizer, eos, stream, step, rank, world):
     want, G = cfg.prompts_per_step // world, cfg.group_size
     kept = []  # (prompt ids, [response ids] * G, [vllm logps] * G, rewards (G,))
     stats = collections.defaultdict(float)
+    bar = tqdm(total=want, desc="rollout", unit="group", leave=False, disable=rank != 0)
     for draw in range(cfg.max_draws):
         taken = stream.take(want, rank, world)
         prompts = [problem for _, problem in taken]
@@ -1276,9 +1352,11 @@ def collect_rollouts(cfg, engine, tokenizer, eos, stream, step, rank, world):
             g = slice(i * G, (i + 1) * G)
             kept.append((prompts[i][0], responses[g], vllm_logps[g] if vllm_logps else None, rewards[g]))
         stats["rollout/dropped_groups"] += float((~keep).sum())
+        bar.update(min(len(kept), want) - bar.n)
         # All ranks decide together whether to draw again: the smallest count rules.
         if all_reduce(torch.tensor([min(len(kept), want)]), "min")[0] >= want:
             break
+    bar.close()
     usable = int(all_reduce(torch.tensor([min(len(kept), want)]), "min")[0])
     return kept[:usable], stats
 
@@ -1415,7 +1493,8 @@ def make_engine(cfg, policy, tokenizer, model_path, rank, device):
     if kind == "hf":
         return HFRollout(policy, tokenizer)
     return VLLMRollout(
-        model_path, seed=derive_seed(cfg.seed, "vllm", rank), max_model_len=cfg.max_prompt_len + cfg.max_new_tokens,
+        model_path, seed=derive_seed(cfg.seed, "vllm", rank // cfg.vllm_tp),  # one seed per engine
+        max_model_len=cfg.max_prompt_len + cfg.max_new_tokens,
         eos_token_ids=_eos_ids(tokenizer, policy.lm), gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
         tensor_parallel_size=cfg.vllm_tp,
     )
@@ -1428,6 +1507,8 @@ def main(argv=None):
     engine, stop = None, StopRequest()
     try:
         # 0. Set-up: model, data, optimizer, rollout engine, resume.
+        if world % cfg.vllm_tp:
+            raise InputError(f"--vllm-tp ({cfg.vllm_tp}) must divide the number of ranks ({world})")
         if cfg.prompts_per_step % world:
             raise InputError(f"--prompts-per-step ({cfg.prompts_per_step}) must be a multiple of the number of ranks ({world})")
         torch.manual_seed(cfg.seed)

