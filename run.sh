@@ -72,7 +72,45 @@ os.replace(sys.argv[2] + ".tmp", sys.argv[2])
 PYEOF
     fi
     say "converting the default model to $DEFAULT_MODEL"
-    "$PY" -c "import sys, forkgrpo; forkgrpo.prepare_default_model(sys.argv[1], sys.argv[2])" "$GGUF" "$DEFAULT_MODEL"
+    # transformers dequantises the Q4_1 GGUF to a float32 LlamaForCausalLM but keeps a
+    # quantization_config that makes save_pretrained refuse, so the tensors move into a model built
+    # from the config without it. Written to a temporary folder and renamed, and checked to give the
+    # GGUF model's logits exactly, so an interrupted or wrong conversion is never taken as done.
+    "$PY" - "$GGUF" "$DEFAULT_MODEL" <<'PYEOF'
+import os, shutil, sys
+from pathlib import Path
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+gguf, out = Path(sys.argv[1]), Path(sys.argv[2])
+src = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+config = src.config
+del config.quantization_config
+config.__dict__.pop("_model_name_or_path", None)  # the GGUF's free-text name, not a loadable path
+with torch.device("meta"):
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+model.load_state_dict(src.state_dict(), assign=True, strict=True)
+model.tie_weights()  # SmolLM2 shares the embedding and the LM head
+if not tokenizer.chat_template or tokenizer.eos_token_id != config.eos_token_id:
+    sys.exit(f"{gguf}: the tokenizer lacks a chat template or disagrees on the EOS id")
+tokenizer.model_max_length = config.max_position_embeddings  # the GGUF leaves it unbounded
+tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+shutil.rmtree(tmp, ignore_errors=True)
+try:
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
+                     pad_token_id=config.pad_token_id).save_pretrained(tmp)
+    ids = tokenizer("What is 2 + 3?", return_tensors="pt").input_ids
+    with torch.no_grad():
+        reloaded = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32)
+        if not torch.equal(reloaded(ids).logits, src(ids).logits):
+            sys.exit(f"{tmp}: the converted model computes other logits than the GGUF")
+    tmp.rename(out)
+finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+PYEOF
   fi
 }
 
