@@ -84,17 +84,21 @@ def _numeric_form(x: sympy.Expr) -> sympy.Expr:
     return x
 
 
-def _equal_at_points(a, b, syms) -> bool:
-    a, b = _numeric_form(a), _numeric_form(b)
-    rng = random.Random(1234)
-    good = 0
+def _evaluations(f: sympy.Expr, g: sympy.Expr, syms, seed: int):
+    """(f, g) as complex numbers at up to 2 * _SAMPLES seeded random points, skipping points where
+    either fails to evaluate."""
+    rng = random.Random(seed)
     for _ in range(_SAMPLES * 2):
         point = _random_point(rng, syms)
         try:
-            va = complex(a.evalf(30, subs=point))
-            vb = complex(b.evalf(30, subs=point))
+            yield complex(f.evalf(30, subs=point)), complex(g.evalf(30, subs=point))
         except (TypeError, ValueError, OverflowError, ZeroDivisionError):
             continue
+
+
+def _equal_at_points(a, b, syms) -> bool:
+    good = 0
+    for va, vb in _evaluations(_numeric_form(a), _numeric_form(b), syms, 1234):
         if any(z != z or abs(z) == float("inf") for z in (va, vb)):
             continue
         if abs(va - vb) > 1e-12 * max(1.0, abs(va), abs(vb)):
@@ -110,16 +114,9 @@ def _proportional(f: sympy.Expr, g: sympy.Expr) -> bool:
     syms = sorted(f.free_symbols | g.free_symbols, key=str)
     if f.free_symbols != g.free_symbols or not syms:
         return False
-    rng = random.Random(99)
     ratio = None
     good = 0
-    for _ in range(_SAMPLES * 2):
-        point = _random_point(rng, syms)
-        try:
-            vf = complex(f.evalf(30, subs=point))
-            vg = complex(g.evalf(30, subs=point))
-        except (TypeError, ValueError, OverflowError, ZeroDivisionError):
-            continue
+    for vf, vg in _evaluations(f, g, syms, 99):
         if abs(vg) < 1e-12 or vf != vf or vg != vg:
             continue
         r = vf / vg

@@ -154,7 +154,7 @@ def extract_answer(completion: str) -> str | None:
             pass
         if m is not None:
             return _strip_sentence(m.group(1))
-    for pattern in (_ANSWER_LINE_RE, _GSM8K_RE):
+    for pattern in (_ANSWER_LINE_RE, _GSM8K_RE, _ANSWER_IS_RE):
         m = None
         for m in pattern.finditer(text):
             pass
@@ -162,13 +162,6 @@ def extract_answer(completion: str) -> str | None:
             ans = _strip_sentence(m.group(1))
             if ans:
                 return ans
-    m = None
-    for m in _ANSWER_IS_RE.finditer(text):
-        pass
-    if m is not None:
-        ans = _strip_sentence(m.group(1))
-        if ans:
-            return ans
     return _concluding_number(text)
 
 
