@@ -268,7 +268,8 @@ class InputError(ValueError):
 def token_entropy(logits, temperature=1.0):
     """Entropy of the full-vocabulary distribution softmax(logits / T) at each position.
 
-    Equation: z = logits / T,  H = logsumexp(z) - sum_v softmax(z)_v * z_v  (nats).
+    Equation: z = logits / T,  H = logsumexp(z) - sum_v softmax(z)_v * z_v  (nats),
+    evaluated on s = z - max(z), which leaves H unchanged.
 
     Args:
         logits: (..., V) any float dtype.
@@ -284,8 +285,11 @@ def token_entropy(logits, temperature=1.0):
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
     z = logits.float() / temperature  # (..., V)
-    p = torch.softmax(z, dim=-1)  # (..., V)
-    entropy = torch.logsumexp(z, dim=-1) - (p * z).sum(dim=-1)  # (...)
+    # Shift first: with z near 500, logsumexp(z) and sum(p z) agree to 3e-5 and
+    # their difference loses it; after the shift both terms are of the size of H.
+    s = z - z.amax(dim=-1, keepdim=True)  # (..., V), max 0
+    p = torch.softmax(s, dim=-1)  # (..., V)
+    entropy = torch.logsumexp(s, dim=-1) - (p * s).sum(dim=-1)  # (...)
     return entropy.clamp_min(0.0)  # rounding can give -1e-7 for a one-hot distribution
 
 
