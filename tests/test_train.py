@@ -208,3 +208,70 @@ def test_help_shows_every_option_with_its_docstring(capsys):
     for f in dataclasses.fields(forkgrpo.Config):
         assert "--" + f.name.replace("_", "-") in out
     assert "fraction of tokens that get the policy gradient" in out
+
+
+# --- dynamic sampling ------------------------------------------------------------------------
+
+
+class ScriptedStream:
+    """Hands out fixed rounds of problems. A problem is (prompt ids, answer): its prompt ids end in its
+    global position, and its answer tells the stand-in reward to make its group informative or not."""
+
+    def __init__(self, rounds):
+        self.rounds, self.position = list(rounds), 0
+
+    def take(self, per_rank, rank, world):
+        answers = self.rounds.pop(0)
+        assert len(answers) == per_rank
+        out = [(self.position + i, ([7, self.position + i], a)) for i, a in enumerate(answers)]
+        self.position += per_rank
+        return out
+
+
+class EchoEngine:
+    """n two-token responses per prompt, the last one EOS (id 2)."""
+
+    def generate(self, prompt_ids, *, n, temperature, top_p, max_tokens, seeds=None):
+        return [[5, 2] for _ in prompt_ids for _ in range(n)], None
+
+
+class TextTokenizer:
+    def batch_decode(self, responses, skip_special_tokens):
+        return ["x"] * len(responses)
+
+
+def stand_in_correctness(texts, answers, timeout):
+    """Right, wrong, right, ... within a "mixed" group; all wrong within an "all-wrong" one."""
+    return torch.tensor([float(a == "mixed" and i % 2 == 0) for i, a in enumerate(answers)])
+
+
+@pytest.mark.parametrize("dynamic, max_draws, kept, dropped", [
+    (True, 2, [0, 3, 5, 6], 3),  # refilled: the first 4 mixed groups of two rounds (the 4th mixed is spare)
+    (True, 1, [0, 3], 2),  # one round: filtered, not refilled
+    (False, 2, [0, 1, 2, 3], 0),  # off: the first round as drawn, all-wrong groups included
+])
+def test_dynamic_sampling_drops_uninformative_groups_and_refills_up_to_max_draws(
+        monkeypatch, dynamic, max_draws, kept, dropped):
+    monkeypatch.setattr(forkgrpo, "correctness", stand_in_correctness)
+    rounds = [["mixed", "all-wrong", "all-wrong", "mixed"], ["all-wrong", "mixed", "mixed", "mixed"]]
+    cfg = forkgrpo.Config(group_size=4, prompts_per_step=4, max_draws=max_draws, dynamic_sampling=dynamic,
+                          max_new_tokens=8, overlong_cache=0)
+    groups, stats = forkgrpo.collect_rollouts(cfg, EchoEngine(), TextTokenizer(), [2], ScriptedStream(rounds),
+                                              step=0, rank=0, world=1)
+    assert [prompt[1] for prompt, *_ in groups] == kept
+    drawn = 8 if dynamic and max_draws == 2 else 4
+    assert stats["rollout/prompts"] == drawn and stats["rollout/responses"] == 4 * drawn
+    assert stats["rollout/dropped_groups"] == dropped
+    flat = [a for r in rounds for a in r]
+    for prompt, responses, logps, rewards in groups:
+        assert responses == [[5, 2]] * 4 and logps is None
+        mixed = torch.tensor([1.0, -1.0, 1.0, -1.0])  # r = 2 correct - 1; no overlong penalty at length 2
+        assert torch.equal(rewards, mixed if flat[prompt[1]] == "mixed" else torch.full((4,), -1.0))
+
+
+def test_dynamic_sampling_stops_drawing_once_the_batch_is_full(monkeypatch):
+    monkeypatch.setattr(forkgrpo, "correctness", stand_in_correctness)
+    stream = ScriptedStream([["mixed"] * 4, ["mixed"] * 4])
+    cfg = forkgrpo.Config(group_size=4, prompts_per_step=4, max_draws=2, max_new_tokens=8, overlong_cache=0)
+    groups, stats = forkgrpo.collect_rollouts(cfg, EchoEngine(), TextTokenizer(), [2], stream, step=0, rank=0, world=1)
+    assert len(groups) == 4 and stats["rollout/prompts"] == 4 and len(stream.rounds) == 1
