@@ -35,7 +35,7 @@ Run:
   torchrun --nproc_per_node=8 forkgrpo.py --model Qwen/Qwen3-8B-Base --data dapo-math-17k.parquet \\
       --template base --group-size 16 --prompts-per-step 512 --mini-batches 16 --max-new-tokens 20480 \\
       --overlong-cache 4096 --temperature 1.0 --lr 1e-6 --warmup-steps 20 --micro-batch-size 4 \\
-      --activation-checkpointing --steps 1000 --save-every 20 --eval-every 20   # steps: your budget
+      --max-draws 10 --activation-checkpointing --steps 1000 --save-every 20 --eval-every 20  # steps: budget
   add --rho 1.0 for the DAPO baseline, --fork-mode bottom --rho 0.8 for the paper's ablation.
 
 References: GRPO (arXiv 2402.03300), DAPO (arXiv 2503.14476), forking tokens (arXiv 2506.01939 v2),
@@ -52,9 +52,9 @@ Deliberate deviations from the paper and the authors' code (a fork of verl):
   4. Sampling is seeded per prompt: a prompt's responses do not depend on the number of ranks,
      so runs on 1 and N processes, and resumed runs, produce the same rollouts.
   5. The defaults train the embedded 135M model on 2 CPU cores in minutes: G = 8, 4 prompts per
-     step, 64 new tokens, T = 0.5, lr 2e-5, 8 steps (the paper: G = 16, 512 prompts, 20480 tokens,
-     T = 1.0, lr 1e-6). The other algorithmic defaults (rho, eps, clipping, no KL, no entropy
-     bonus) are the paper's.
+     step, 64 new tokens, T = 0.5, lr 2e-5, 8 steps, one dynamic-sampling draw (the paper: G = 16,
+     512 prompts, 20480 tokens, T = 1.0, lr 1e-6; DAPO draws until the batch is full). The
+     other algorithmic defaults (rho, eps, clipping, no KL, no entropy bonus) are the paper's.
 """
 
 import argparse
@@ -154,8 +154,8 @@ class Config:
     """scale of the overlong penalty (DAPO: 1.0; 0 turns it off)"""
     dynamic_sampling: bool = True
     """DAPO dynamic sampling: drop all-right and all-wrong groups, draw more prompts to refill"""
-    max_draws: int = 2
-    """dynamic sampling: at most this many rollout rounds per step"""
+    max_draws: int = 1
+    """dynamic sampling: at most this many rollout rounds per step (verl's DAPO recipe: up to 10; 1 here: groups are filtered, not refilled)"""
 
     # --- optimisation ---
     steps: int = 8
