@@ -284,12 +284,13 @@ def token_entropy(logits, temperature=1.0):
     """
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
-    z = logits.float() / temperature  # (..., V)
+    z = logits.float() / temperature  # (..., V), a fresh tensor
     # Shift first: with z near 500, logsumexp(z) and sum(p z) agree to 3e-5 and
     # their difference loses it; after the shift both terms are of the size of H.
-    s = z - z.amax(dim=-1, keepdim=True)  # (..., V), max 0
-    p = torch.softmax(s, dim=-1)  # (..., V)
-    entropy = torch.logsumexp(s, dim=-1) - (p * s).sum(dim=-1)  # (...)
+    # In place, so no second (..., V) tensor; the shift carries no gradient.
+    z -= z.amax(dim=-1, keepdim=True).detach()  # (..., V), max 0
+    p = torch.softmax(z, dim=-1)  # (..., V)
+    entropy = torch.logsumexp(z, dim=-1) - (p * z).sum(dim=-1)  # (...)
     return entropy.clamp_min(0.0)  # rounding can give -1e-7 for a one-hot distribution
 
 

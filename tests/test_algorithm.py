@@ -61,6 +61,15 @@ def test_entropy_of_uniform_logits_is_log_v(v, value, t):
     assert abs(h.item() - math.log(v)) < 1e-6
 
 
+def test_entropy_leaves_its_input_unchanged():
+    # token_entropy shifts its float32 copy in place; T = 1 must not make that copy the input itself.
+    for dtype in (torch.float32, torch.bfloat16):
+        logits = torch.randn(3, 17).to(dtype)
+        before = logits.clone()
+        token_entropy(logits, temperature=1.0)
+        assert torch.equal(logits, before)
+
+
 @FAST
 @given(seed=seeds, shift=st.floats(-100, 100))
 def test_entropy_invariant_to_adding_a_constant_to_logits(seed, shift):
