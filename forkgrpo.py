@@ -73,6 +73,7 @@ import sys
 import textwrap
 import threading
 import time
+import typing
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -264,7 +265,6 @@ class InputError(ValueError):
 # GRPO (arXiv 2402.03300).
 # ======================================================================================
 
-
 def token_entropy(logits, temperature=1.0):
     """Entropy of the full-vocabulary distribution softmax(logits / T) at each position.
 
@@ -292,6 +292,44 @@ def token_entropy(logits, temperature=1.0):
     p = torch.softmax(z, dim=-1)  # (..., V)
     entropy = torch.logsumexp(z, dim=-1) - (p * z).sum(dim=-1)  # (...)
     return entropy.clamp_min(0.0)  # rounding can give -1e-7 for a one-hot distribution
+
+
+def logprobs_and_entropy(hidden, weight, targets, temperature=1.0, chunk_size=1024):
+    """Log-prob of each target token and the entropy of its distribution, chunk by chunk.
+
+    Equation: z_n = hidden_n @ weight.T / T,  logp_n = z_n[y_n] - logsumexp(z_n),
+    H_n = logsumexp(z_n) - sum_v softmax(z_n)_v z_nv.
+
+    Args:
+        hidden: (N, H) any float dtype, the final hidden states (after the last norm).
+        weight: (V, H) same dtype as `hidden`, the LM head (a plain tensor, not a DTensor).
+        targets: (N,) long, the token that follows each position.
+        temperature: T > 0, the sampling temperature.
+        chunk_size: rows of logits held at once.
+    Returns:
+        logp: (N,) float32, differentiable with respect to `hidden` and `weight`.
+        entropy: (N,) float32, detached.
+
+    Note: logits are never materialised for all N tokens: the forward keeps only the
+    (N,) logsumexp, and the backward recomputes each (chunk, V) block of logits from
+    `hidden` and `weight` (a custom autograd Function, so one extra matmul buys an
+    N/chunk_size cut in peak memory). The alternative, `log_softmax(hidden @ W.T)`,
+    holds several (N, V) float32 tensors: 12 GB per 20k-token response at V = 152k.
+    Entropy is computed in the same pass as logsumexp (one exp per logit) and carries
+    no gradient, as in the paper, where it only selects tokens. bf16 inputs: the
+    matmuls run in bf16 as autograd's would, softmax in float32, and grad_weight is
+    summed over chunks in float32.
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
+    if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
+        return _ChunkedLogprobEntropy.apply(hidden, weight, targets, temperature, chunk_size)
+    logp, entropy, _ = _logprobs_and_entropy_forward(
+        hidden, weight, targets, temperature, chunk_size
+    )  # no graph, nothing saved
+    return logp, entropy
 
 
 def _chunk_logits(h_c, weight, temperature, out):
@@ -382,57 +420,9 @@ class _ChunkedLogprobEntropy(torch.autograd.Function):
         return grad_hidden, grad_weight, None, None, None
 
 
-def logprobs_and_entropy(hidden, weight, targets, temperature=1.0, chunk_size=1024):
-    """Log-prob of each target token and the entropy of its distribution, chunk by chunk.
-
-    Equation: z_n = hidden_n @ weight.T / T,  logp_n = z_n[y_n] - logsumexp(z_n),
-    H_n = logsumexp(z_n) - sum_v softmax(z_n)_v z_nv.
-
-    Args:
-        hidden: (N, H) any float dtype, the final hidden states (after the last norm).
-        weight: (V, H) same dtype as `hidden`, the LM head (a plain tensor, not a DTensor).
-        targets: (N,) long, the token that follows each position.
-        temperature: T > 0, the sampling temperature.
-        chunk_size: rows of logits held at once.
-    Returns:
-        logp: (N,) float32, differentiable with respect to `hidden` and `weight`.
-        entropy: (N,) float32, detached.
-
-    Note: logits are never materialised for all N tokens: the forward keeps only the
-    (N,) logsumexp, and the backward recomputes each (chunk, V) block of logits from
-    `hidden` and `weight` (a custom autograd Function, so one extra matmul buys an
-    N/chunk_size cut in peak memory). The alternative, `log_softmax(hidden @ W.T)`,
-    holds several (N, V) float32 tensors: 12 GB per 20k-token response at V = 152k.
-    Entropy is computed in the same pass as logsumexp (one exp per logit) and carries
-    no gradient, as in the paper, where it only selects tokens. bf16 inputs: the
-    matmuls run in bf16 as autograd's would, softmax in float32, and grad_weight is
-    summed over chunks in float32.
-    """
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature!r}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
-    if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
-        return _ChunkedLogprobEntropy.apply(hidden, weight, targets, temperature, chunk_size)
-    logp, entropy, _ = _logprobs_and_entropy_forward(
-        hidden, weight, targets, temperature, chunk_size
-    )  # no graph, nothing saved
-    return logp, entropy
-
-
 _INT32_MAX = 2**31 - 1
 _RANDOM_KEY_BITS = 56  # a multiple of 8, the radix
 _RHO_MAX_DENOMINATOR = 10**6
-
-
-def _order_keys(x):
-    """Map float32 values to int64 keys in [0, 2^32) with the same order."""
-    x = x.float() + 0.0  # -0.0 + 0.0 == +0.0, so both zeros get one key
-    bits = x.view(torch.int32)
-    # Non-negative floats already order like their bits; for negative floats the
-    # bits grow as the value falls, so flip the 31 magnitude bits.
-    ordered = torch.where(bits < 0, bits ^ _INT32_MAX, bits)  # signed int32 order
-    return ordered.to(torch.int64) + 2**31
 
 
 def forking_token_mask(entropy, valid, rho, mode="top", group=None, generator=None):
@@ -504,6 +494,16 @@ def forking_token_mask(entropy, valid, rho, mode="top", group=None, generator=No
 
     tau = _kth_largest_valid_key(keys[valid], k, bits, group)  # ()
     return valid & (keys >= tau)  # (B, T)
+
+
+def _order_keys(x):
+    """Map float32 values to int64 keys in [0, 2^32) with the same order."""
+    x = x.float() + 0.0  # -0.0 + 0.0 == +0.0, so both zeros get one key
+    bits = x.view(torch.int32)
+    # Non-negative floats already order like their bits; for negative floats the
+    # bits grow as the value falls, so flip the 31 magnitude bits.
+    ordered = torch.where(bits < 0, bits ^ _INT32_MAX, bits)  # signed int32 order
+    return ordered.to(torch.int64) + 2**31
 
 
 def _kth_largest_valid_key(keys, k, bits, group):
@@ -807,6 +807,19 @@ def encode_problems(problems, tokenizer, template, max_prompt_len):
     return kept, skipped
 
 
+def load_datasets(cfg):
+    """(training problems, held-out problems): --data and --eval-data, or the built-in splits.
+
+    Read before the model loads, so that a bad file stops the run at once."""
+    if cfg.data:
+        train, held_out = load_problems(cfg.data, cfg.prompt_key, cfg.answer_key, "--data"), []
+    else:
+        train, held_out = builtin_splits(cfg.eval_size, cfg.seed)
+    if cfg.eval_data:
+        held_out = load_problems(cfg.eval_data, cfg.prompt_key, cfg.answer_key, "--eval-data")
+    return train, held_out[: cfg.eval_size]
+
+
 # ======================================================================================
 # REWARD
 # ======================================================================================
@@ -862,6 +875,26 @@ def all_reduce(t, op="sum"):
     return x.to(t.device)
 
 
+def reduce_metrics(local):
+    """A dict of 0-d tensors, reduced over all ranks by name: keys ending in "/max" take the
+    maximum, "/min" the minimum, every other key the sum (torchtitan's rule).
+
+    Every rank must pass the same keys. One all-reduce per (op, dtype), whatever the number of
+    metrics; each value keeps its dtype, so a float32 count divides as it did in one process.
+    """
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return dict(local)
+    buckets = collections.defaultdict(list)
+    for key in sorted(local):  # the same order on every rank
+        op = key.rsplit("/", 1)[1] if key.endswith(("/max", "/min")) else "sum"
+        buckets[op, str(local[key].dtype)].append(key)
+    out = {}
+    for (op, _), keys in sorted(buckets.items()):
+        reduced = all_reduce(torch.stack([local[k].detach().cpu() for k in keys]), op)
+        out.update(zip(keys, reduced.unbind()))
+    return out
+
+
 def barrier():
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()
@@ -879,7 +912,10 @@ def derive_seed(*parts):
 
 
 # ======================================================================================
-# MODEL AND ROLLOUT
+# MODEL
+#
+# Loading, FSDP2 sharding, and the Policy wrapper whose forward returns per-token log-probs
+# and entropies without materialising the logits.
 # ======================================================================================
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / ".cache" / "SmolLM2-135M-Instruct"
@@ -972,6 +1008,20 @@ def full_named_parameters(policy):
         t = p.full_tensor() if hasattr(p, "full_tensor") else p
         yield name, t.detach()
 
+
+def _eos_ids(tokenizer, lm):
+    ids = lm.generation_config.eos_token_id if lm.generation_config is not None else None
+    ids = ids if ids is not None else tokenizer.eos_token_id
+    return [ids] if isinstance(ids, int) else list(ids)
+
+
+# ======================================================================================
+# ROLLOUT
+#
+# The engines that sample responses: vLLM colocated on each rank, or transformers generate.
+# Both have generate(prompt_ids, n, temperature, top_p, max_tokens, seeds), sync_weights, sleep,
+# wake and close.
+# ======================================================================================
 
 class VLLMRollout:
     """A vLLM engine inside this rank's training process ("colocated"), holding a copy of the weights
@@ -1108,9 +1158,8 @@ def _refresh_tied_lm_head(worker):
 class HFRollout:
     """Sampling with transformers generate: the fallback engine, and the reference in tests."""
 
-    def __init__(self, policy, tokenizer, batch_size=64):
-        self.policy, self.tokenizer, self.batch_size = policy, tokenizer, batch_size
-        self.eos = _eos_ids(tokenizer, policy.lm)
+    def __init__(self, policy, tokenizer, eos, batch_size=64):
+        self.policy, self.tokenizer, self.eos, self.batch_size = policy, tokenizer, eos, batch_size
         self.device = next(policy.parameters()).device
 
     @torch.no_grad()
@@ -1153,12 +1202,6 @@ class HFRollout:
     sleep = wake = close = lambda self: None  # nothing to free: this engine is the policy itself
 
 
-def _eos_ids(tokenizer, lm):
-    ids = lm.generation_config.eos_token_id if lm.generation_config is not None else None
-    ids = ids if ids is not None else tokenizer.eos_token_id
-    return [ids] if isinstance(ids, int) else list(ids)
-
-
 def _cut_at_eos(seq, eos):
     for i, t in enumerate(seq):
         if t in eos:
@@ -1166,142 +1209,31 @@ def _cut_at_eos(seq, eos):
     return seq
 
 
-def make_batch(prompts, responses, pad_id, device):
-    """Right-padded prompt+response sequences and the mask of positions predicting a response token.
-
-    Returns input_ids (B, T) long, attention_mask (B, T) long, response_mask (B, T-1) bool,
-    with response_mask[b, t] True when input_ids[b, t+1] is a token of response b.
-    """
-    width = max(len(p) + len(r) for p, r in zip(prompts, responses))
-    B = len(prompts)
-    input_ids = torch.full((B, width), pad_id, dtype=torch.long)
-    attention = torch.zeros((B, width), dtype=torch.long)
-    response = torch.zeros((B, width), dtype=torch.bool)
-    for b, (p, r) in enumerate(zip(prompts, responses)):
-        input_ids[b, : len(p) + len(r)] = torch.tensor(p + r)
-        attention[b, : len(p) + len(r)] = 1
-        response[b, len(p) : len(p) + len(r)] = True
-    return input_ids.to(device), attention.to(device), response[:, 1:].to(device)
-
-
-def micro_batches(rows, size, attention_mask):
-    """Row slices of at most `size`, each with the column count its longest sequence needs."""
-    for s in range(0, len(rows), size):
-        r = rows[s : s + size]
-        yield r, int(attention_mask[r].sum(1).max())
+def make_engine(cfg, policy, tokenizer, model_path, eos, rank):
+    """The rollout engine: vLLM colocated on this rank, or transformers generate."""
+    kind = cfg.rollout
+    if kind == "auto":
+        kind = "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
+        if kind == "hf" and rank == 0:
+            print("forkgrpo: vLLM is not installed; generating with transformers (slower)", file=sys.stderr)
+    if kind == "hf":
+        return HFRollout(policy, tokenizer, eos)
+    return VLLMRollout(
+        model_path, seed=derive_seed(cfg.seed, "vllm", rank // cfg.vllm_tp),  # one seed per engine
+        max_model_len=cfg.max_prompt_len + cfg.max_new_tokens,
+        eos_token_ids=eos, gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+        tensor_parallel_size=cfg.vllm_tp,
+    )
 
 
-@torch.no_grad()
-def score(policy, batch, micro_batch_size, temperature):
-    """The scoring pass: old log-probs and entropies of every response token, no gradient."""
-    input_ids, attention, response = batch
-    old_logp = torch.zeros(response.shape, device=response.device)  # (B, T-1)
-    entropy = torch.zeros(response.shape, device=response.device)  # (B, T-1)
-    for r, width in micro_batches(torch.arange(len(input_ids)), micro_batch_size, attention):
-        lp, h = policy(input_ids[r, :width], attention[r, :width], response[r, : width - 1], temperature)
-        old_logp[r, : width - 1], entropy[r, : width - 1] = lp, h
-    return old_logp, entropy
-
-
-def entropy_percentile(entropy, valid, q, group):
-    """The q-th percentile of the valid entropies over all ranks, exactly: the threshold that the
-    forking mask with rho = 1 - q selects (so p80 is fork/tau at rho = 0.2)."""
-    selected = forking_token_mask(entropy, valid, 1.0 - q, "top", group)
-    return all_reduce(torch.where(selected, entropy, math.inf).min().reshape(1), "min")[0]
-
-
-def update_policy(cfg, policy, optimizer, batch, old_logp, entropy, advantages, step, rank, group):
-    """--mini-batches optimizer steps on one rollout batch; returns metrics averaged over them."""
-    input_ids, attention, response = batch
-    minis = torch.tensor_split(torch.arange(len(input_ids)), min(cfg.mini_batches, len(input_ids)))
-    sums = collections.defaultdict(float)
-    bar = tqdm(total=len(input_ids), desc="update", unit="seq", leave=False, disable=rank != 0)
-    for i, mb in enumerate(minis):
-        # 5. Forking mask over the whole mini-batch on all ranks, from the scoring pass's entropies.
-        gen = torch.Generator(device=entropy.device).manual_seed(derive_seed(cfg.seed, "fork", step, i, rank))
-        mask = forking_token_mask(entropy[mb], response[mb], cfg.rho, cfg.fork_mode, group, gen)  # (b, T-1)
-        if cfg.fork_mode != "random":  # tau: the entropy threshold this mask applied
-            top = cfg.fork_mode == "top"
-            edge = torch.where(mask, entropy[mb], math.inf if top else -math.inf)
-            tau = all_reduce((edge.min() if top else edge.max()).reshape(1).cpu(), "min" if top else "max")
-            sums["fork/tau"] += float(tau[0]) / len(minis)
-        # 6. The loss denominator counts the whole mini-batch (all micro-batches and ranks), so the
-        # accumulated gradient is exactly the full mini-batch's.
-        count = (mask if cfg.loss_norm == "selected" else response[mb]).sum().float()
-        num_tokens = all_reduce(count.reshape(1))[0]
-        stats = torch.zeros(7)  # loss, token-weighted METRIC_KEYS, selected tokens, valid tokens
-        for r, width in micro_batches(mb, cfg.micro_batch_size, attention):
-            logp, _ = policy(input_ids[r, :width], attention[r, :width], response[r, : width - 1], cfg.temperature)
-            loss, m = policy_loss(logp, old_logp[r, : width - 1], advantages[r], mask[r - mb[0], : width - 1],
-                                  cfg.eps_low, cfg.eps_high, num_tokens)
-            loss.backward()
-            t = m["loss/tokens"].cpu()
-            stats += torch.stack([loss.detach().cpu(), *(m[k].cpu() * t for k in METRIC_KEYS), t,
-                                  response[r].sum().cpu().float()])
-            bar.update(len(r))
-        stats = all_reduce(stats)
-        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
-        grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
-        if torch.isfinite(stats[0]) and torch.isfinite(grad_norm):
-            optimizer.step()
-        else:  # a NaN/inf loss or gradient: skip this step, keep the run going
-            sums["train/skipped_steps"] += 1
-        optimizer.zero_grad(set_to_none=True)
-        for j, k in enumerate(("loss/loss", *METRIC_KEYS)):
-            sums[k] += float(stats[j] / (stats[5].clamp_min(1) if j else 1)) / len(minis)
-        sums["train/grad_norm"] += float(grad_norm) / len(minis)
-        sums["fork/selected"] += float(stats[5])
-        sums["fork/valid"] += float(stats[6])
-    bar.close()
-    return sums
-
-
-METRIC_KEYS = ("loss/clipfrac_low", "loss/clipfrac_high", "loss/ratio_mean", "loss/approx_kl")
-
-
-@torch.no_grad()
-def collect_rollouts(cfg, engine, tokenizer, eos, stream, step, rank, world):
-    """One step's batch: sample G responses for this rank's prompts, score them, and (DAPO dynamic
-    sampling) keep only groups whose answers disagree, drawing more prompts up to --max-draws.
-
-    Every rank ends with the same number of groups (FSDP2 needs equal work per rank).
-    """
-    want, G = cfg.prompts_per_step // world, cfg.group_size
-    kept = []  # (prompt ids, [response ids] * G, [vllm logps] * G, rewards (G,))
-    stats = collections.defaultdict(float)
-    bar = tqdm(total=want, desc="rollout", unit="group", leave=False, disable=rank != 0)
-    for draw in range(cfg.max_draws):
-        taken = stream.take(want, rank, world)
-        prompts = [problem for _, problem in taken]
-        responses, vllm_logps = engine.generate(  # seeded per prompt: the same samples on any number of ranks
-            [p for p, _ in prompts], n=G, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,
-            seeds=[derive_seed(cfg.seed, "rollout", j) for j, _ in taken],
-        )
-        texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
-        answers = [a for _, a in prompts for _ in range(G)]
-        correct = correctness(texts, answers, cfg.verify_timeout)  # (n G,)
-        lengths = torch.tensor([len(r) for r in responses])
-        rewards = 2 * correct - 1 + overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_cache, cfg.overlong_factor)
-        truncated = torch.tensor([not r or r[-1] not in eos for r in responses])
-        stats["rollout/prompts"] += len(prompts)
-        stats["rollout/responses"] += len(responses)
-        stats["reward/sum"] += float(rewards.sum())
-        stats["reward/correct"] += float(correct.sum())
-        stats["length/sum"] += float(lengths.sum())
-        stats["length/max"] = max(stats["length/max"], float(lengths.max()))
-        stats["length/truncated"] += float(truncated.sum())
-        keep = informative_groups(correct, G) if cfg.dynamic_sampling else torch.ones(len(prompts), dtype=torch.bool)
-        for i in torch.nonzero(keep).flatten().tolist():
-            g = slice(i * G, (i + 1) * G)
-            kept.append((prompts[i][0], responses[g], vllm_logps[g] if vllm_logps else None, rewards[g]))
-        stats["rollout/dropped_groups"] += float((~keep).sum())
-        bar.update(min(len(kept), want) - bar.n)
-        # All ranks decide together whether to draw again: the smallest count rules.
-        if all_reduce(torch.tensor([min(len(kept), want)]), "min")[0] >= want:
-            break
-    bar.close()
-    usable = int(all_reduce(torch.tensor([min(len(kept), want)]), "min")[0])
-    return kept[:usable], stats
+# ======================================================================================
+# TRAINING STEP
+#
+# One step's phases, in main()'s order: collect rollouts (sample, reward, dynamic sampling),
+# make the batch (advantages), score it (old log-probs, entropies), update the policy (forking
+# mask, loss, AdamW). Each phase returns the metrics it measured, finished and reduced over
+# ranks by name.
+# ======================================================================================
 
 
 class PromptStream:
@@ -1329,6 +1261,218 @@ class PromptStream:
         return self._orders[epoch]
 
 
+class Group(typing.NamedTuple):
+    """One prompt and its G sampled responses."""
+
+    prompt: list  # prompt token ids
+    responses: list  # G lists of response token ids (EOS included when emitted)
+    engine_logps: list  # G lists of the engine's log-prob of each sampled token; None without vLLM
+    rewards: torch.Tensor  # (G,) float32
+
+
+@torch.no_grad()
+def collect_rollouts(cfg, engine, tokenizer, eos, stream, rank, world):
+    """One step's groups: sample G responses for this rank's prompts, reward them, and (DAPO dynamic
+    sampling) keep only groups whose answers disagree, drawing more prompts up to --max-draws.
+
+    Every rank ends with the same number of groups (FSDP2 needs equal work per rank). Returns
+    (groups, metrics over every response sampled, all draws and ranks).
+    """
+    start = time.perf_counter()
+    want, G = cfg.prompts_per_step // world, cfg.group_size
+    kept, totals, longest = [], collections.defaultdict(float), 0.0
+    bar = tqdm(total=want, desc="rollout", unit="group", leave=False, disable=rank != 0)
+    for _ in range(cfg.max_draws):
+        taken = stream.take(want, rank, world)
+        prompts = [problem for _, problem in taken]
+        responses, engine_logps = engine.generate(  # seeded per prompt: the same samples on any number of ranks
+            [p for p, _ in prompts], n=G, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,
+            seeds=[derive_seed(cfg.seed, "rollout", j) for j, _ in taken],
+        )
+        texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
+        correct = correctness(texts, [a for _, a in prompts for _ in range(G)], cfg.verify_timeout)  # (n G,)
+        lengths = torch.tensor([len(r) for r in responses])
+        rewards = 2 * correct - 1 + overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_cache, cfg.overlong_factor)
+        keep = informative_groups(correct, G) if cfg.dynamic_sampling else torch.ones(len(prompts), dtype=torch.bool)
+        for i in torch.nonzero(keep).flatten().tolist():
+            g = slice(i * G, (i + 1) * G)
+            kept.append(Group(prompts[i][0], responses[g], engine_logps[g] if engine_logps else None, rewards[g]))
+        totals["prompts"] += len(prompts)
+        totals["responses"] += len(responses)
+        totals["reward"] += float(rewards.sum())
+        totals["correct"] += float(correct.sum())
+        totals["tokens"] += float(lengths.sum())
+        totals["truncated"] += sum(1.0 for r in responses if not r or r[-1] not in eos)
+        totals["dropped"] += float((~keep).sum())
+        longest = max(longest, float(lengths.max()))
+        bar.update(min(len(kept), want) - bar.n)
+        # All ranks decide together whether to draw again: the smallest count rules.
+        usable = int(all_reduce(torch.tensor(min(len(kept), want)), "min"))
+        if usable >= want:
+            break
+    bar.close()
+    s = reduce_metrics({**{k: torch.tensor(v, dtype=torch.float64) for k, v in totals.items()},
+                        "length/max": torch.tensor(longest, dtype=torch.float64)})
+    n, seconds = max(float(s["responses"]), 1.0), time.perf_counter() - start
+    return kept[:usable], {
+        "reward/mean": float(s["reward"]) / n, "reward/accuracy": float(s["correct"]) / n,
+        "length/mean": float(s["tokens"]) / n, "length/max": float(s["length/max"]),
+        "length/truncated_frac": float(s["truncated"]) / n,
+        "rollout/prompts": float(s["prompts"]), "rollout/responses": float(s["responses"]),
+        "rollout/dropped_groups": float(s["dropped"]),
+        "time/rollout": seconds, "perf/rollout_tokens_per_s": float(s["tokens"]) / max(seconds, 1e-9),
+    }
+
+
+@dataclass
+class Batch:
+    """One rank's training batch: right-padded prompt+response rows and what the update needs."""
+
+    input_ids: torch.Tensor  # (B, T) long
+    attention_mask: torch.Tensor  # (B, T) long
+    response_mask: torch.Tensor  # (B, T-1) bool: input_ids[b, t+1] is a token of response b
+    advantages: torch.Tensor  # (B,) float32, A_i
+    engine_logp: torch.Tensor = None  # (n,) float32, the engine's log-probs of the response tokens, row-major
+    old_logp: torch.Tensor = None  # (B, T-1) float32, set by score()
+    entropy: torch.Tensor = None  # (B, T-1) float32, H_t, set by score()
+
+
+def make_batch(groups, pad_id, device, group_size, scale_by_std):
+    """The rows of every group's responses, each after its prompt, with group-relative advantages.
+
+    Every rank holds whole groups, so the advantages need no communication.
+    """
+    prompts = [g.prompt for g in groups for _ in g.responses]
+    responses = [r for g in groups for r in g.responses]
+    advantages = group_advantages(torch.cat([g.rewards for g in groups]), group_size, scale_by_std)  # (B,)
+    width = max(len(p) + len(r) for p, r in zip(prompts, responses))
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)  # (B, T)
+    attention = torch.zeros((len(prompts), width), dtype=torch.long)  # (B, T)
+    response = torch.zeros((len(prompts), width), dtype=torch.bool)  # (B, T)
+    for b, (p, r) in enumerate(zip(prompts, responses)):
+        input_ids[b, : len(p) + len(r)] = torch.tensor(p + r)
+        attention[b, : len(p) + len(r)] = 1
+        response[b, len(p) : len(p) + len(r)] = True
+    engine_logp = None
+    if groups[0].engine_logps is not None:
+        engine_logp = torch.tensor([x for g in groups for lp in g.engine_logps for x in lp], dtype=torch.float32)
+    return Batch(input_ids.to(device), attention.to(device), response[:, 1:].to(device), advantages.to(device),
+                 engine_logp)
+
+
+def micro_batches(rows, size, attention_mask):
+    """Row slices of at most `size`, each with the column count its longest sequence needs."""
+    for s in range(0, len(rows), size):
+        r = rows[s : s + size]
+        yield r, int(attention_mask[r].sum(1).max())
+
+
+@torch.no_grad()
+def score(policy, batch, micro_batch_size, temperature, group):
+    """The scoring pass: old log-probs and entropies of every response token, no gradient.
+
+    Returns (the batch with old_logp and entropy set, entropy and rollout/trainer mismatch metrics).
+    """
+    start = time.perf_counter()
+    valid = batch.response_mask
+    old_logp = torch.zeros(valid.shape, device=valid.device)  # (B, T-1)
+    entropy = torch.zeros(valid.shape, device=valid.device)  # (B, T-1)
+    for r, width in micro_batches(torch.arange(len(batch.input_ids)), micro_batch_size, batch.attention_mask):
+        lp, h = policy(batch.input_ids[r, :width], batch.attention_mask[r, :width], valid[r, : width - 1], temperature)
+        old_logp[r, : width - 1], entropy[r, : width - 1] = lp, h
+    e = entropy[valid]  # (n,)
+    local = {"sum": e.sum(), "below": (e < 0.01).sum().float(), "count": valid.sum().float()}
+    for q in (50, 80, 95):  # exact percentiles: the threshold of the forking mask with rho = 1 - q
+        selected = forking_token_mask(entropy, valid, 1.0 - q / 100, "top", group)
+        local[f"p{q}/min"] = torch.where(selected, entropy, math.inf).min()
+    if batch.engine_logp is not None:
+        # |logp_engine - logp_trainer|: near 0 unless the weight sync is broken. Misaligned tokens
+        # would be a bug: report NaN, but still join the collective.
+        trainer = old_logp[valid].cpu()  # row-major, the order of the responses' tokens
+        aligned = batch.engine_logp.shape == trainer.shape
+        d = (batch.engine_logp - trainer).abs() if aligned else torch.tensor([math.nan])
+        local.update({"mismatch": d.sum(), "mismatch_count": torch.tensor(float(d.numel())), "mismatch/max": d.max()})
+    s = reduce_metrics(local)
+    metrics = {"entropy/mean": float(s["sum"] / s["count"]), "entropy/frac_below_0.01": float(s["below"] / s["count"]),
+               **{f"entropy/p{q}": float(s[f"p{q}/min"]) for q in (50, 80, 95)}}
+    if batch.engine_logp is not None:
+        metrics["rollout/logp_mismatch_mean"] = float(s["mismatch"] / s["mismatch_count"])
+        metrics["rollout/logp_mismatch_max"] = float(s["mismatch/max"])
+    metrics["time/score"] = time.perf_counter() - start
+    return dataclasses.replace(batch, old_logp=old_logp, entropy=entropy), metrics
+
+
+TOKEN_MEAN_KEYS = ("loss/clipfrac_low", "loss/clipfrac_high", "loss/ratio_mean", "loss/approx_kl")
+
+
+def update_policy(cfg, policy, optimizer, batch, step, rank, world, group):
+    """--mini-batches optimizer steps on one scored batch: for each, 5. the forking mask over the whole
+    mini-batch on all ranks and 6. the clipped surrogate and AdamW. Returns the update's metrics,
+    each a mean over the mini-batches unless its README entry says otherwise."""
+    start = time.perf_counter()
+    lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+    rows = torch.arange(len(batch.input_ids))
+    minis = torch.tensor_split(rows, min(cfg.mini_batches, len(rows)))
+    mask = torch.zeros_like(batch.response_mask)  # (B, T-1), filled one mini-batch at a time
+    out, selected, valid, skipped = collections.defaultdict(float), 0.0, 0.0, 0
+    bar = tqdm(total=len(rows), desc="update", unit="seq", leave=False, disable=rank != 0)
+    for i, mb in enumerate(minis):
+        # 5. Forking mask over the whole mini-batch on all ranks, from the scoring pass's entropies.
+        gen = torch.Generator(device=batch.entropy.device).manual_seed(derive_seed(cfg.seed, "fork", step, i, rank))
+        mask[mb] = forking_token_mask(batch.entropy[mb], batch.response_mask[mb], cfg.rho, cfg.fork_mode, group, gen)
+        # 6. The loss denominator counts the whole mini-batch (all micro-batches and ranks), so the
+        # accumulated gradient is exactly the full mini-batch's.
+        count = (mask[mb] if cfg.loss_norm == "selected" else batch.response_mask[mb]).sum().float()
+        num_tokens = all_reduce(count)
+        local = {k: torch.zeros(()) for k in ("loss", "selected", "valid", *TOKEN_MEAN_KEYS)}
+        if cfg.fork_mode != "random":  # tau: the entropy threshold this mask applied
+            top = cfg.fork_mode == "top"
+            edge = torch.where(mask[mb], batch.entropy[mb], math.inf if top else -math.inf)
+            local["tau/min" if top else "tau/max"] = (edge.min() if top else edge.max()).cpu()
+        for r, width in micro_batches(mb, cfg.micro_batch_size, batch.attention_mask):
+            logp, _ = policy(batch.input_ids[r, :width], batch.attention_mask[r, :width],
+                             batch.response_mask[r, : width - 1], cfg.temperature)
+            loss, m = policy_loss(logp, batch.old_logp[r, : width - 1], batch.advantages[r], mask[r, : width - 1],
+                                  cfg.eps_low, cfg.eps_high, num_tokens)
+            loss.backward()
+            tokens = m["loss/tokens"].cpu()
+            local["loss"] += loss.detach().cpu()  # each micro-batch's share of the mini-batch loss
+            for k in TOKEN_MEAN_KEYS:
+                local[k] += m[k].cpu() * tokens  # weighted by selected tokens, finished below
+            local["selected"] += tokens
+            local["valid"] += batch.response_mask[r].sum().cpu().float()
+            bar.update(len(r))
+        s = reduce_metrics(local)
+        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+        grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+        if torch.isfinite(s["loss"]) and torch.isfinite(grad_norm):
+            optimizer.step()
+        else:  # a NaN/inf loss or gradient: skip this step, keep the run going
+            skipped += 1
+        optimizer.zero_grad(set_to_none=True)
+        out["loss/loss"] += float(s["loss"]) / len(minis)
+        for k in TOKEN_MEAN_KEYS:
+            out[k] += float(s[k] / s["selected"].clamp_min(1)) / len(minis)
+        out["train/grad_norm"] += float(grad_norm) / len(minis)
+        if "tau/min" in s or "tau/max" in s:
+            out["fork/tau"] += float(s.get("tau/min", s.get("tau/max"))) / len(minis)
+        selected, valid = selected + float(s["selected"]), valid + float(s["valid"])
+    bar.close()
+    seconds = time.perf_counter() - start
+    if skipped:
+        out["train/skipped_steps"] = float(skipped)
+    return {**out, "fork/frac_selected": selected / max(valid, 1), "train/lr": lr,
+            "train/groups": len(rows) // cfg.group_size * world, "train/tokens": valid,
+            "time/update": seconds, "perf/update_tokens_per_s": valid / max(seconds, 1e-9)}
+
+
+# ======================================================================================
+# EVALUATION
+# ======================================================================================
+
+
 @torch.no_grad()
 def evaluate(cfg, engine, tokenizer, problems, rank, world):
     """Greedy accuracy and the mean accuracy of k samples per problem at the rollout temperature
@@ -1336,22 +1480,24 @@ def evaluate(cfg, engine, tokenizer, problems, rank, world):
     if not problems:
         return {}
     per_rank = -(-len(problems) // world)  # equal counts on every rank (FSDP2 generate is collective)
-    mine = [problems[(rank * per_rank + i) % len(problems)] for i in range(per_rank)]
-    real = torch.tensor([1.0 if rank * per_rank + i < len(problems) else 0.0 for i in range(per_rank)])
-    ids, answers = [p for p, _ in mine], [a for _, a in mine]
+    index = [(rank * per_rank + i) % len(problems) for i in range(per_rank)]
+    real = torch.tensor([1.0 if rank * per_rank + i < len(problems) else 0.0 for i in range(per_rank)])  # not a repeat
+    ids, answers = [problems[j][0] for j in index], [problems[j][1] for j in index]
     k = cfg.eval_samples
     greedy, _ = engine.generate(ids, n=1, temperature=0.0, top_p=1.0, max_tokens=cfg.max_new_tokens)
-    sampled, _ = engine.generate(
-        ids, n=k, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,
-        seeds=[derive_seed(cfg.seed, "eval", (rank * per_rank + i) % len(problems)) for i in range(per_rank)],
-    )
+    sampled, _ = engine.generate(ids, n=k, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,
+                                 seeds=[derive_seed(cfg.seed, "eval", j) for j in index])
     g = correctness(tokenizer.batch_decode(greedy, skip_special_tokens=True), answers, cfg.verify_timeout)
-    s = correctness(tokenizer.batch_decode(sampled, skip_special_tokens=True), [a for a in answers for _ in range(k)], cfg.verify_timeout)
-    totals = all_reduce(torch.stack([(g * real).sum(), (s.view(-1, k).mean(1) * real).sum(), real.sum()]))
-    return {"eval/acc_greedy": float(totals[0] / totals[2]), f"eval/acc@{k}": float(totals[1] / totals[2])}
+    s = correctness(tokenizer.batch_decode(sampled, skip_special_tokens=True), [a for a in answers for _ in range(k)],
+                    cfg.verify_timeout)
+    t = reduce_metrics({"greedy": (g * real).sum(), "sampled": (s.view(-1, k).mean(1) * real).sum(), "count": real.sum()})
+    return {"eval/acc_greedy": float(t["greedy"] / t["count"]), f"eval/acc@{k}": float(t["sampled"] / t["count"])}
 
 
-# --- checkpoints --------------------------------------------------------------------
+# ======================================================================================
+# CHECKPOINTS AND LOGGING
+# ======================================================================================
+
 # A checkpoint is a folder step_NNNNNN with the model and optimizer (torch.distributed.checkpoint:
 # each rank writes its own shards) and trainer.json (step, data position). It is written as
 # step_NNNNNN.tmp and renamed when complete, so a run killed mid-save leaves the previous one
@@ -1420,183 +1566,6 @@ def save_final(policy, tokenizer, out, rank):
     barrier()
 
 
-
-# ======================================================================================
-# MAIN
-# ======================================================================================
-
-
-def make_engine(cfg, policy, tokenizer, model_path, rank, device):
-    """The rollout engine: vLLM colocated on this rank, or transformers generate."""
-    kind = cfg.rollout
-    if kind == "auto":
-        kind = "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
-        if kind == "hf" and rank == 0:
-            print("forkgrpo: vLLM is not installed; generating with transformers (slower)", file=sys.stderr)
-    if kind == "hf":
-        return HFRollout(policy, tokenizer)
-    return VLLMRollout(
-        model_path, seed=derive_seed(cfg.seed, "vllm", rank // cfg.vllm_tp),  # one seed per engine
-        max_model_len=cfg.max_prompt_len + cfg.max_new_tokens,
-        eos_token_ids=_eos_ids(tokenizer, policy.lm), gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
-        tensor_parallel_size=cfg.vllm_tp,
-    )
-
-
-def main(argv=None):
-    """Train. The numbered comments are the steps of the module docstring."""
-    cfg = parse_config(argv)
-    rank, world, device = setup_distributed()
-    engine, stop = None, StopRequest()
-    try:
-        # 0. Set-up: model, data, optimizer, rollout engine, resume.
-        if world % cfg.vllm_tp:
-            raise InputError(f"--vllm-tp ({cfg.vllm_tp}) must divide the number of ranks ({world})")
-        if cfg.prompts_per_step % world:
-            raise InputError(f"--prompts-per-step ({cfg.prompts_per_step}) must be a multiple of the number of ranks ({world})")
-        torch.manual_seed(cfg.seed)
-        policy, tokenizer, model_path = load_policy(cfg.model, device, world, cfg.activation_checkpointing)
-        eos = _eos_ids(tokenizer, policy.lm)
-        if cfg.data:
-            train_set = load_problems(cfg.data, cfg.prompt_key, cfg.answer_key, "--data")
-            eval_set = load_problems(cfg.eval_data, cfg.prompt_key, cfg.answer_key, "--eval-data") if cfg.eval_data else []
-        else:
-            train_set, eval_set = builtin_splits(cfg.eval_size, cfg.seed)
-            if cfg.eval_data:
-                eval_set = load_problems(cfg.eval_data, cfg.prompt_key, cfg.answer_key, "--eval-data")
-        train_set, skipped = encode_problems(train_set, tokenizer, cfg.template, cfg.max_prompt_len)
-        eval_set, eval_skipped = encode_problems(eval_set[: cfg.eval_size], tokenizer, cfg.template, cfg.max_prompt_len)
-        if not train_set:
-            raise InputError(f"--max-prompt-len {cfg.max_prompt_len}: every training prompt is longer")
-        optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        out_dir = Path(cfg.out_dir)
-        start, position = 0, 0
-        ckpt = find_checkpoint(cfg.resume, out_dir) if cfg.resume else None
-        if ckpt is not None:
-            meta = load_checkpoint(ckpt, policy, optimizer)
-            start, position = meta["step"], meta["position"]
-        stream = PromptStream(train_set, cfg.seed, position)
-        group = dist.group.WORLD if world > 1 else None  # the forking mask pools all ranks' tokens
-        engine = make_engine(cfg, policy, tokenizer, model_path, rank, device)
-        if start > 0:
-            engine.sync_weights(full_named_parameters(policy))  # the engine loaded the initial weights
-        log = MetricsLog(out_dir, rank, start)
-        log.note(f"{len(train_set)} training prompts ({skipped} skipped over --max-prompt-len), "
-                 f"{len(eval_set)} eval prompts ({eval_skipped} skipped), {world} rank(s) on {device}, "
-                 f"rollout {type(engine).__name__}" + (f", resumed at step {start}" if start else ""))
-        if start == 0 and eval_set:
-            log.write({"step": 0, **evaluate(cfg, engine, tokenizer, eval_set, rank, world)})
-
-        for step in range(start, cfg.steps):
-            t0 = time.perf_counter()
-            # 1. Rollout: G responses per prompt from the current policy.
-            # 2. Reward: verify each final answer, add the overlong penalty; keep informative groups.
-            groups, stats = collect_rollouts(cfg, engine, tokenizer, eos, stream, step, rank, world)
-            engine.sleep()  # free the engine's memory for training (GPU sleep mode)
-            t1 = time.perf_counter()
-            metrics = {"step": step + 1}
-            if groups:
-                # 3. Advantages: group-relative, per prompt, on this rank (whole groups, no communication).
-                prompts = [p for p, resps, _, _ in groups for _ in resps]
-                responses = [r for _, resps, _, _ in groups for r in resps]
-                rewards = torch.cat([rw for _, _, _, rw in groups])
-                advantages = group_advantages(rewards, cfg.group_size, cfg.scale_by_std).to(device)
-                batch = make_batch(prompts, responses, tokenizer.pad_token_id, device)
-                # 4. Scoring pass: old log-probs and token entropies, chunked, no gradient.
-                old_logp, entropy = score(policy, batch, cfg.micro_batch_size, cfg.temperature)
-                t2 = time.perf_counter()
-                metrics.update(entropy_metrics(entropy, batch[2], group))
-                if groups[0][2] is not None:
-                    metrics.update(mismatch_metrics(groups, old_logp, batch[2]))
-                # 5. Forking mask and 6. update: clipped surrogate on the selected tokens, AdamW.
-                lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
-                for g in optimizer.param_groups:
-                    g["lr"] = lr
-                sums = update_policy(cfg, policy, optimizer, batch, old_logp, entropy, advantages, step, rank, group)
-                t3 = time.perf_counter()
-                # 7. Weight sync: the engine samples the next step from the updated policy.
-                engine.wake()
-                sync_s = engine.sync_weights(full_named_parameters(policy))
-                metrics.update(update_metrics(sums, lr, len(groups) * world, batch[2], t2 - t1, t3 - t2, sync_s))
-            else:
-                engine.wake()
-                metrics["train/skipped_steps"] = 1.0  # no informative group on some rank
-            # 8. Log, evaluate, checkpoint.
-            metrics.update(rollout_metrics(stats, t1 - t0))
-            metrics["time/step"] = time.perf_counter() - t0
-            log.write(metrics)
-            done = step + 1
-            if eval_set and ((cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps):
-                log.write({"step": done, **evaluate(cfg, engine, tokenizer, eval_set, rank, world)})
-            stopping = stop.agreed()
-            if (cfg.save_every and done % cfg.save_every == 0) or stopping:
-                path = save_checkpoint(out_dir, done, policy, optimizer, stream.position, rank)
-                if stopping:
-                    log.note(f"stopped; checkpoint in {path} (continue with --resume auto)")
-                    raise SystemExit(130)
-        save_final(policy, tokenizer, out_dir / "final", rank)
-        log.note(f"done: final model in {out_dir / 'final'}")
-    except InputError as e:
-        print(f"forkgrpo.py: error: {e}", file=sys.stderr)
-        raise SystemExit(2)
-    finally:
-        stop.restore()
-        if engine is not None:
-            engine.close()
-        teardown_distributed()
-
-
-# --- metrics ----------------------------------------------------------------------------
-
-
-def entropy_metrics(entropy, valid, group):
-    """Entropy of the response tokens over all ranks: mean, exact percentiles, share below 0.01."""
-    e = entropy[valid]
-    s = all_reduce(torch.stack([e.sum(), (e < 0.01).sum().float(), valid.sum().float()]).cpu())
-    out = {"entropy/mean": float(s[0] / s[2]), "entropy/frac_below_0.01": float(s[1] / s[2])}
-    for q in (50, 80, 95):
-        out[f"entropy/p{q}"] = float(entropy_percentile(entropy, valid, q / 100, group))
-    return out
-
-
-def mismatch_metrics(groups, old_logp, valid):
-    """|logp_vLLM - logp_trainer| over response tokens: near 0 unless the weight sync is broken."""
-    engine_lp = torch.tensor([x for _, _, lps, _ in groups for lp in lps for x in lp], dtype=torch.float32)
-    trainer_lp = old_logp[valid].cpu()  # row-major: the same order as the responses' tokens
-    # Misaligned tokens would be a bug: report NaN, but still join the collectives below.
-    d = (engine_lp - trainer_lp).abs() if engine_lp.shape == trainer_lp.shape else torch.tensor([math.nan])
-    s = all_reduce(torch.stack([d.sum(), torch.tensor(float(d.numel()))]))
-    return {"rollout/logp_mismatch_mean": float(s[0] / s[1]),
-            "rollout/logp_mismatch_max": float(all_reduce(d.max().reshape(1), "max")[0])}
-
-
-def rollout_metrics(stats, seconds):
-    keys = sorted(k for k in stats if k != "length/max")
-    s = all_reduce(torch.tensor([stats[k] for k in keys], dtype=torch.float64))
-    t = dict(zip(keys, s.tolist()))
-    n = max(t["rollout/responses"], 1)
-    return {
-        "reward/mean": t["reward/sum"] / n, "reward/accuracy": t["reward/correct"] / n,
-        "length/mean": t["length/sum"] / n,
-        "length/max": float(all_reduce(torch.tensor([stats["length/max"]]), "max")[0]),
-        "length/truncated_frac": t["length/truncated"] / n,
-        "rollout/prompts": t["rollout/prompts"], "rollout/dropped_groups": t["rollout/dropped_groups"],
-        "time/rollout": seconds, "perf/rollout_tokens_per_s": t["length/sum"] / max(seconds, 1e-9),
-    }
-
-
-def update_metrics(sums, lr, groups, valid, score_s, update_s, sync_s):
-    tokens = float(all_reduce(valid.sum().float().reshape(1).cpu())[0])
-    out = {k: v for k, v in sums.items() if k not in ("fork/selected", "fork/valid")}
-    out.update({
-        "fork/frac_selected": sums["fork/selected"] / max(sums["fork/valid"], 1),
-        "train/lr": lr, "train/groups": groups, "train/tokens": tokens,
-        "time/score": score_s, "time/update": update_s, "time/sync": sync_s,
-        "perf/update_tokens_per_s": tokens / max(update_s, 1e-9),
-    })
-    return out
-
-
 class MetricsLog:
     """metrics.jsonl in the output folder (one line per step and per evaluation) and a short line
     on stdout, from rank 0. On resume, lines after the checkpoint's step are dropped."""
@@ -1655,6 +1624,92 @@ class StopRequest:
         """All ranks stop together: any rank's request counts (a collective)."""
         return bool(all_reduce(torch.tensor([float(self.requested)]), "max")[0] > 0)
 
+
+# ======================================================================================
+# MAIN
+# ======================================================================================
+
+
+def main(argv=None):
+    """Train. The numbered comments are the steps of the module docstring."""
+    cfg = parse_config(argv)
+    rank, world, device = setup_distributed()
+    engine, stop = None, StopRequest()
+    try:
+        # 0. Set-up: data, model, optimizer, rollout engine, resume.
+        if world % cfg.vllm_tp:
+            raise InputError(f"--vllm-tp ({cfg.vllm_tp}) must divide the number of ranks ({world})")
+        if cfg.prompts_per_step % world:
+            raise InputError(f"--prompts-per-step ({cfg.prompts_per_step}) must be a multiple of the number of ranks ({world})")
+        train_set, eval_set = load_datasets(cfg)
+        torch.manual_seed(cfg.seed)
+        policy, tokenizer, model_path = load_policy(cfg.model, device, world, cfg.activation_checkpointing)
+        eos = _eos_ids(tokenizer, policy.lm)
+        train_set, skipped = encode_problems(train_set, tokenizer, cfg.template, cfg.max_prompt_len)
+        eval_set, eval_skipped = encode_problems(eval_set, tokenizer, cfg.template, cfg.max_prompt_len)
+        if not train_set:
+            raise InputError(f"--max-prompt-len {cfg.max_prompt_len}: every training prompt is longer")
+        optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        out_dir = Path(cfg.out_dir)
+        start, position = 0, 0
+        ckpt = find_checkpoint(cfg.resume, out_dir) if cfg.resume else None
+        if ckpt is not None:
+            meta = load_checkpoint(ckpt, policy, optimizer)
+            start, position = meta["step"], meta["position"]
+        stream = PromptStream(train_set, cfg.seed, position)
+        group = dist.group.WORLD if world > 1 else None  # the forking mask pools all ranks' tokens
+        engine = make_engine(cfg, policy, tokenizer, model_path, eos, rank)
+        if start > 0:
+            engine.sync_weights(full_named_parameters(policy))  # the engine loaded the initial weights
+        log = MetricsLog(out_dir, rank, start)
+        log.note(f"{len(train_set)} training prompts ({skipped} skipped over --max-prompt-len), "
+                 f"{len(eval_set)} eval prompts ({eval_skipped} skipped), {world} rank(s) on {device}, "
+                 f"rollout {type(engine).__name__}" + (f", resumed at step {start}" if start else ""))
+        if start == 0 and eval_set:
+            log.write({"step": 0, **evaluate(cfg, engine, tokenizer, eval_set, rank, world)})
+
+        for step in range(start, cfg.steps):
+            t0 = time.perf_counter()
+            # 1. Rollout: G responses per prompt from the current policy.
+            # 2. Reward: verify each final answer, add the overlong penalty; keep informative groups.
+            groups, metrics = collect_rollouts(cfg, engine, tokenizer, eos, stream, rank, world)
+            engine.sleep()  # free the engine's memory for training (GPU sleep mode)
+            if groups:  # the same count on every rank
+                # 3. Advantages: group-relative, per prompt, on this rank (whole groups, no communication).
+                batch = make_batch(groups, tokenizer.pad_token_id, device, cfg.group_size, cfg.scale_by_std)
+                # 4. Scoring pass: old log-probs and token entropies, chunked, no gradient.
+                batch, scored = score(policy, batch, cfg.micro_batch_size, cfg.temperature, group)
+                # 5. Forking mask and 6. update: clipped surrogate on the selected tokens, AdamW.
+                updated = update_policy(cfg, policy, optimizer, batch, step, rank, world, group)
+                # 7. Weight sync: the engine samples the next step from the updated policy.
+                engine.wake()
+                sync_seconds = engine.sync_weights(full_named_parameters(policy))
+                metrics.update({**scored, **updated, "time/sync": sync_seconds})
+            else:
+                engine.wake()
+                metrics["train/skipped_steps"] = 1.0  # no informative group on some rank
+            # 8. Log, evaluate, checkpoint.
+            metrics["time/step"] = time.perf_counter() - t0
+            log.write({"step": step + 1, **metrics})
+            done = step + 1
+            if eval_set and ((cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps):
+                log.write({"step": done, **evaluate(cfg, engine, tokenizer, eval_set, rank, world)})
+            stopping = stop.agreed()
+            if (cfg.save_every and done % cfg.save_every == 0) or stopping:
+                path = save_checkpoint(out_dir, done, policy, optimizer, stream.position, rank)
+                if stopping:
+                    log.note(f"stopped; checkpoint in {path} (continue with --resume auto)")
+                    raise SystemExit(130)
+        save_final(policy, tokenizer, out_dir / "final", rank)
+        log.note(f"done: final model in {out_dir / 'final'}")
+    except InputError as e:
+        print(f"forkgrpo.py: error: {e}", file=sys.stderr)
+        raise SystemExit(2)
+    finally:
+        stop.restore()
+        if engine is not None:
+            engine.close()
+        teardown_distributed()
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ def test_nan_loss_skips_the_step_and_the_run_goes_on(tiny_model, tmp_path):
            worker_args=["--nan-on-call", "1"])
     steps = train_lines(read_metrics(tmp_path))
     assert steps[0]["train/skipped_steps"] == 1  # the NaN mini-batch; the second one still stepped
-    assert math.isnan(steps[0]["loss/loss"])  # logged as it was, averaged with the good mini-batch
+    assert math.isnan(steps[0]["loss/loss"])  # logged as it was: the mean over mini-batches is NaN
     assert "train/skipped_steps" not in steps[1] and math.isfinite(steps[1]["loss/loss"])
     assert (tmp_path / "final" / "model.safetensors").is_file()
 
@@ -257,7 +257,7 @@ def test_dynamic_sampling_drops_uninformative_groups_and_refills_up_to_max_draws
     cfg = forkgrpo.Config(group_size=4, prompts_per_step=4, max_draws=max_draws, dynamic_sampling=dynamic,
                           max_new_tokens=8, overlong_cache=0)
     groups, stats = forkgrpo.collect_rollouts(cfg, EchoEngine(), TextTokenizer(), [2], ScriptedStream(rounds),
-                                              step=0, rank=0, world=1)
+                                              rank=0, world=1)
     assert [prompt[1] for prompt, *_ in groups] == kept
     drawn = 8 if dynamic and max_draws == 2 else 4
     assert stats["rollout/prompts"] == drawn and stats["rollout/responses"] == 4 * drawn
@@ -273,5 +273,5 @@ def test_dynamic_sampling_stops_drawing_once_the_batch_is_full(monkeypatch):
     monkeypatch.setattr(forkgrpo, "correctness", stand_in_correctness)
     stream = ScriptedStream([["mixed"] * 4, ["mixed"] * 4])
     cfg = forkgrpo.Config(group_size=4, prompts_per_step=4, max_draws=2, max_new_tokens=8, overlong_cache=0)
-    groups, stats = forkgrpo.collect_rollouts(cfg, EchoEngine(), TextTokenizer(), [2], stream, step=0, rank=0, world=1)
+    groups, stats = forkgrpo.collect_rollouts(cfg, EchoEngine(), TextTokenizer(), [2], stream, rank=0, world=1)
     assert len(groups) == 4 and stats["rollout/prompts"] == 4 and len(stream.rounds) == 1
