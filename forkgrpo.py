@@ -4,7 +4,9 @@ Reinforcement learning with verifiable rewards (RLVR) on math problems with GRPO
 refinements, where the policy gradient flows only through the "forking tokens": the top rho = 20%
 of response tokens by entropy, where a chain of thought branches (Wang et al., "Beyond the 80/20
 Rule", arXiv 2506.01939). Read it top to bottom: config, the pure algorithm functions, data,
-reward, distributed set-up, model and rollout, then main().
+reward, distributed set-up, model, rollout engines, the training step's phases (collect, batch,
+score, update), evaluation, checkpoints and logging, then main(). Each phase returns a dict of
+finished metrics, reduced over ranks by name (docs/metrics.md explains every key).
 
 The algorithm; main() repeats these steps as numbered comments. Each training step:
   1. Rollout: sample G responses for each prompt at temperature T (vLLM or transformers).

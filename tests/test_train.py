@@ -275,3 +275,11 @@ def test_dynamic_sampling_stops_drawing_once_the_batch_is_full(monkeypatch):
     cfg = forkgrpo.Config(group_size=4, prompts_per_step=4, max_draws=2, max_new_tokens=8, overlong_cache=0)
     groups, stats = forkgrpo.collect_rollouts(cfg, EchoEngine(), TextTokenizer(), [2], stream, rank=0, world=1)
     assert len(groups) == 4 and stats["rollout/prompts"] == 4 and len(stream.rounds) == 1
+
+
+def test_every_logged_metric_is_explained_in_docs_metrics(one_process_run):
+    doc = (forkgrpo.Path(forkgrpo.__file__).parent / "docs" / "metrics.md").read_text()
+    keys = {k for m in read_metrics(one_process_run) for k in m if k != "step"}
+    assert "eval/acc@2" in keys and "loss/loss" in keys
+    missing = [k for k in sorted(keys) if f"`{k}`" not in doc and not (k.startswith("eval/acc@") and "`eval/acc@k`" in doc)]
+    assert not missing, f"metrics logged but not explained in docs/metrics.md: {missing}"

@@ -1,0 +1,163 @@
+"""Benchmark: accuracy, throughput and latency of math_verify on the project's case tables.
+
+    python bench/verifier.py                                      # this package only
+    python bench/verifier.py --reference-python /work/refvenv/bin/python
+    python -m math_verify.bench [...]                             # the same, from the package
+
+With ``--reference-python`` the same pairs also go through HF's Math-Verify
+(PyPI ``math-verify``), run in a subprocess of that interpreter in isolated
+mode from a scratch directory, because this package shadows its import name
+from the repository root. Both run in the same invocation on the same machine.
+
+Workloads:
+  tables   every row of tests/verify_cases/cases.py (all categories, incl. hostile)
+  numeric  N plain numeric pairs shaped like DAPO/GSM8K rollouts (long reasoning,
+           then a boxed integer, decimal or fraction; golds are integers)
+Throughput is one ``verify_batch`` call over the whole workload; latency is one
+``verify_batch([pair])`` call per pair (what a single straggler costs).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(_ROOT))
+
+from math_verify import verify_batch  # noqa: E402
+from math_verify.runner import get_pool  # noqa: E402
+
+_CASES = _ROOT / "tests" / "verify_cases" / "cases.py"
+
+_REFERENCE = r"""
+import json, sys, time
+from math_verify import parse, verify
+rows = json.load(sys.stdin)
+out = []
+for completion, gold in rows:
+    t0 = time.perf_counter()
+    try:
+        g = gold if ("$" in gold or "boxed" in gold) else "$" + gold + "$"
+        ok = bool(verify(parse(g), parse(completion)))
+    except Exception:
+        ok = False
+    out.append([ok, time.perf_counter() - t0])
+t0 = time.perf_counter()
+for completion, gold in rows:
+    try:
+        g = gold if ("$" in gold or "boxed" in gold) else "$" + gold + "$"
+        verify(parse(g), parse(completion))
+    except Exception:
+        pass
+total = time.perf_counter() - t0
+json.dump({"results": out, "total": total}, sys.stdout)
+"""
+
+
+def load_tables() -> list[tuple[str, str, bool]]:
+    spec = importlib.util.spec_from_file_location("verify_cases", _CASES)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return [row for table in mod.CATEGORIES.values() for row in table]
+
+
+def numeric_workload(n: int, seed: int = 0) -> list[tuple[str, str, bool]]:
+    rng = random.Random(seed)
+    filler = ("Let me think step by step. First, we compute the total cost of the items and then subtract "
+              "the discount. 12 * 7 = 84, and 84 - 9 = 75. ") * 12
+    rows = []
+    for k in range(n):
+        gold = rng.randint(0, 10**6)
+        right = rng.random() < 0.5
+        value = gold if right else gold + rng.choice([-1, 1, 10, -100])
+        form = k % 5
+        if form == 0:
+            ans = f"\\boxed{{{value}}}"
+        elif form == 1:
+            ans = f"\\boxed{{{value:,}}}".replace(",", "{,}")
+        elif form == 2:
+            ans = f"$\\boxed{{{value}.0}}$"
+        elif form == 3:
+            ans = f"\n\nAnswer: {value}"
+        else:
+            ans = f"\\boxed{{\\frac{{{2 * value}}}{{2}}}}"
+        rows.append((f"{filler}{k}\n\nSo the final answer is {ans}.", str(gold), value == gold))
+    return rows
+
+
+def _summary(name, oks, expected, lat_s, total_s):
+    acc = sum(o == e for o, e in zip(oks, expected)) / len(expected)
+    lat = sorted(x * 1000 for x in lat_s)
+    p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))]
+    return {"verifier": name, "accuracy": acc, "pairs_per_s": len(expected) / total_s,
+            "median_ms": statistics.median(lat), "p99_ms": p99, "max_ms": lat[-1]}
+
+
+def run_ours(rows, workers, timeout):
+    pairs = [(c, g) for c, g, _ in rows]
+    get_pool().run([("judge", "1", "1")], timeout, workers)  # start the pool outside the clock
+    t0 = time.perf_counter()
+    oks = verify_batch(pairs, workers=workers, timeout=timeout)
+    total = time.perf_counter() - t0
+    lat = []
+    for p in pairs:
+        t = time.perf_counter()
+        verify_batch([p], workers=workers, timeout=timeout)
+        lat.append(time.perf_counter() - t)
+    return _summary(f"forkgrpo math_verify (workers={workers})", oks, [e for *_, e in rows], lat, total)
+
+
+def run_reference(rows, python):
+    with tempfile.TemporaryDirectory() as scratch:
+        proc = subprocess.run([python, "-I", "-c", _REFERENCE], input=json.dumps([(c, g) for c, g, _ in rows]),
+                              capture_output=True, text=True, cwd=scratch, timeout=3600)
+    if proc.returncode != 0:
+        raise SystemExit(f"reference verifier failed:\n{proc.stderr[-2000:]}")
+    data = json.loads(proc.stdout)
+    oks = [r[0] for r in data["results"]]
+    return _summary("HF Math-Verify (reference)", oks, [e for *_, e in rows], [r[1] for r in data["results"]],
+                    data["total"])
+
+
+def _print_table(title, results):
+    print(f"\n### {title}\n")
+    print("| verifier | accuracy | pairs/s | median ms | p99 ms | max ms |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r['verifier']} | {100 * r['accuracy']:.1f}% | {r['pairs_per_s']:.0f} | {r['median_ms']:.2f} | "
+              f"{r['p99_ms']:.1f} | {r['max_ms']:.1f} |")
+    if len(results) > 1:
+        ref = results[-1]
+        for r in results[:-1]:
+            print(f"\n{r['verifier']} / reference: throughput x{r['pairs_per_s'] / ref['pairs_per_s']:.1f}, "
+                  f"median latency x{ref['median_ms'] / max(r['median_ms'], 1e-9):.1f} lower")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reference-python", help="interpreter of a venv with PyPI math-verify installed")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="pool sizes to measure")
+    ap.add_argument("--timeout", type=float, default=5.0, help="per-pair deadline, seconds")
+    ap.add_argument("--numeric-pairs", type=int, default=512, help="size of the numeric workload")
+    args = ap.parse_args(argv)
+    workloads = {"tables (all categories, incl. hostile)": load_tables(),
+                 f"numeric ({args.numeric_pairs} DAPO/GSM8K-shaped pairs)": numeric_workload(args.numeric_pairs)}
+    for title, rows in workloads.items():
+        results = [run_ours(rows, w, args.timeout) for w in args.workers]
+        if args.reference_python:
+            results.append(run_reference(rows, args.reference_python))
+        _print_table(f"{title}: {len(rows)} pairs", results)
+    get_pool().close()
+
+
+if __name__ == "__main__":
+    main()
