@@ -63,6 +63,7 @@ import argparse
 import ast
 import collections
 import dataclasses
+import fcntl
 import importlib.util
 import inspect
 import json
@@ -71,7 +72,9 @@ import os
 import random
 import shutil
 import signal
+import socket
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -180,7 +183,9 @@ class Config:
     seed: int = 0
     """seeds data order, sampling and the random fork mode; a run is reproducible on CPU"""
     out_dir: str = "runs/forkgrpo"
-    """metrics.jsonl, checkpoints and the final model go here"""
+    """metrics.jsonl, checkpoints and the final model go here; a folder that holds an earlier run is refused (the default takes the next free runs/forkgrpo-N instead)"""
+    overwrite: bool = False
+    """start afresh in an --out-dir that holds an earlier run, deleting that run's metrics, checkpoints and final model"""
     eval_every: int = 0
     """evaluate every this many steps (and at start and end); 0: only at start and end"""
     eval_samples: int = 2
@@ -188,7 +193,7 @@ class Config:
     save_every: int = 0
     """checkpoint every this many steps (and on Ctrl-C); 0: only on Ctrl-C"""
     resume: str = ""
-    """a checkpoint folder to resume from, or "auto" for the latest in out_dir"""
+    """a checkpoint folder to resume from, or "auto" for the latest in out_dir; only a run with the same options continues"""
     verify_timeout: float = 5.0
     """seconds per answer for the verifier; slower answers score as wrong"""
 
@@ -247,6 +252,8 @@ def _config_problem(cfg):
     for name, low in AT_LEAST.items():
         if getattr(cfg, name) < low:
             return f"--{name.replace('_', '-')} must be >= {low}, got {getattr(cfg, name)}"
+    if cfg.overwrite and cfg.resume:
+        return "--overwrite starts afresh and --resume continues: choose one"
     for name, ok, rule in (("rho", 0 < cfg.rho <= 1, "in (0, 1]"), ("top_p", 0 < cfg.top_p <= 1, "in (0, 1]"),
                            ("temperature", cfg.temperature > 0, "> 0"), ("lr", cfg.lr > 0, "> 0"),
                            ("overlong_cache", cfg.overlong_cache <= cfg.max_new_tokens, "<= --max-new-tokens")):
@@ -753,10 +760,16 @@ def load_problems(path, prompt_key, answer_key, option="--data"):
         where = [f"{path}: row {i}" for i in range(len(rows))]
     elif p.suffix in (".jsonl", ".json"):
         rows, where = [], []
-        with open(p, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
+        with open(p, "rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise InputError(f"{path}:{lineno}: not UTF-8 text (byte {e.start + 1} of the line)") from None
                 if not line.strip():
                     continue
+                if not rows and line.lstrip().startswith("["):
+                    raise InputError(f"{path}:{lineno}: expected JSON Lines (one object per line), not a JSON array")
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as e:
@@ -771,16 +784,18 @@ def load_problems(path, prompt_key, answer_key, option="--data"):
         except KeyError as e:
             flag = "--prompt-key" if e.args[0] == prompt_key else "--answer-key"
             raise InputError(f"{at}: no key {e.args[0]!r} (choose it with {flag})") from None
-        ok_prompt = isinstance(prompt, str) or (
-            isinstance(prompt, list) and prompt and all(isinstance(m, dict) and "content" in m for m in prompt)
-        )
-        if not ok_prompt:
+        if not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt)):
             raise InputError(f"{at}: {prompt_key!r} must be a string or a list of chat messages")
+        for i, m in enumerate(prompt if isinstance(prompt, list) else []):
+            if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
+                raise InputError(f"{at}: message {i} of {prompt_key!r} needs a string 'role' and a string 'content'")
+        if isinstance(answer, float) and not math.isfinite(answer):
+            raise InputError(f"{at}: the answer under {answer_key!r} is {answer}, not a number one can check")
         if isinstance(answer, (int, float)) and not isinstance(answer, bool):
             answer = str(answer)
         if not isinstance(answer, str) or not answer.strip():
             raise InputError(f"{at}: missing or empty answer under {answer_key!r}")
-        problems.append({"prompt": prompt, "answer": answer})
+        problems.append({"prompt": prompt, "answer": answer, "where": at})
     if not problems:
         raise InputError(f"{option}: {path}: no problems in the file")
     return problems
@@ -793,15 +808,34 @@ def render_prompt(prompt, tokenizer, template):
     if template == "chat":
         messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt + CHAT_SUFFIX}]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    question = prompt if isinstance(prompt, str) else [m for m in prompt if m.get("role") == "user"][-1]["content"]
-    return BASE_TEMPLATE.format(question=question)
+    if isinstance(prompt, list):
+        users = [m["content"] for m in prompt if m.get("role") == "user"]
+        if not users:
+            raise InputError("no message with role 'user', which --template base needs")
+        prompt = users[-1]
+    return BASE_TEMPLATE.format(question=prompt)
 
 
 def encode_problems(problems, tokenizer, template, max_prompt_len):
-    """Token ids of each prompt; prompts over max_prompt_len are skipped and counted."""
+    """Token ids of each prompt; prompts over max_prompt_len are skipped and counted.
+
+    A token covers at most `widest` characters, so a text longer than max_prompt_len * widest
+    cannot fit and is skipped without tokenizing it (a 50 MB line would take minutes and GBs).
+    """
+    widest = max(map(len, tokenizer.get_vocab()), default=1)  # byte-level vocabularies: bytes >= characters
     kept, skipped = [], 0
-    for p in problems:
-        ids = tokenizer(render_prompt(p["prompt"], tokenizer, template), add_special_tokens=False)["input_ids"]
+    for i, p in enumerate(problems):
+        try:
+            text = render_prompt(p["prompt"], tokenizer, template)
+        except InputError as e:
+            raise InputError(f"{p.get('where', f'problem {i}')}: {e}") from None
+        except Exception as e:  # the chat template is the model's own Jinja code
+            raise InputError(f"{p.get('where', f'problem {i}')}: the chat template failed on this prompt "
+                             f"({type(e).__name__}: {e})") from None
+        if len(text) > max_prompt_len * widest:
+            skipped += 1
+            continue
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         if len(ids) > max_prompt_len:
             skipped += 1
             continue
@@ -926,7 +960,12 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / ".cache" / "SmolLM2-135M-I
 def resolve_model(name):
     """The folder or hub id to load; "default" is the embedded model that ./run.sh prepares."""
     if name != "default":
-        return name
+        path = Path(name).expanduser()
+        if path.is_dir():
+            return str(path)
+        if path.exists() or name.startswith(("/", ".", "~")) or name.count("/") > 1:
+            raise InputError(f"--model {name}: no such model folder (a hub id reads ORG/NAME)")
+        return name  # a hub id
     if not (DEFAULT_MODEL_DIR / "config.json").is_file():
         raise InputError(
             f"--model default: {DEFAULT_MODEL_DIR} is not prepared; run ./run.sh once (it converts "
@@ -968,10 +1007,13 @@ def load_policy(name, device, world, activation_checkpointing):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model(name)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)  # float32 master weights
+    except (OSError, ValueError) as e:  # not a model folder, or a hub id that cannot be fetched
+        raise InputError(f"--model {name}: cannot load it ({str(e).strip().splitlines()[0]})") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)  # float32 master weights
     lm.config.use_cache = True  # generation; training forwards pass no cache
     if activation_checkpointing:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -1506,7 +1548,7 @@ def evaluate(cfg, engine, tokenizer, problems, rank, world):
 # intact. No RNG state is needed: every random draw is seeded from (seed, step, rank).
 
 
-def save_checkpoint(out_dir, step, policy, optimizer, position, rank):
+def save_checkpoint(out_dir, step, policy, optimizer, position, run, rank):
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
@@ -1520,7 +1562,7 @@ def save_checkpoint(out_dir, step, policy, optimizer, position, rank):
     dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
     barrier()  # every rank's shards are on disk before the rename
     if rank == 0:
-        (tmp / "trainer.json").write_text(json.dumps({"step": step, "position": position}))
+        (tmp / "trainer.json").write_text(json.dumps({"step": step, "position": position, "run": run}))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         for old in root.glob("step_*"):
@@ -1541,15 +1583,145 @@ def find_checkpoint(resume, out_dir):
     return path
 
 
-def load_checkpoint(path, policy, optimizer):
+def load_checkpoint(path, policy, optimizer, run):
+    """Model and optimizer state from a checkpoint of the same run; returns (step, data position).
+
+    `run` is run_options(cfg): a checkpoint written under other values of those options is refused,
+    and so is a damaged one (any file missing or truncated, another model's), with a clear error."""
     import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.api import CheckpointException
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
+    path = Path(path)
+    try:
+        meta = json.loads((path / "trainer.json").read_text())
+        step, position, saved = int(meta["step"]), int(meta["position"]), dict(meta.get("run", {}))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"--resume: {path / 'trainer.json'} is damaged ({type(e).__name__}: {e})") from None
+    differ = [f"--{k.replace('_', '-')} {saved[k]!r} there, {v!r} here" for k, v in run.items() if k in saved and saved[k] != v]
+    if differ:
+        raise InputError(f"--resume: {path} was written by a run with other options ({'; '.join(differ)}); "
+                         "resume with the same options, or start a new run in another --out-dir")
+    if not (path / ".metadata").is_file():
+        raise InputError(f"--resume: {path} is incomplete (no .metadata)")
     model_sd, optim_sd = get_state_dict(policy, optimizer)
     state = {"model": model_sd, "optim": optim_sd}
-    dcp.load(state, checkpoint_id=str(path))
-    set_state_dict(policy, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
-    return json.loads((Path(path) / "trainer.json").read_text())
+    try:
+        dcp.load(state, checkpoint_id=str(path))
+        set_state_dict(policy, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    except (Exception, CheckpointException) as e:  # CheckpointException is a BaseException
+        e = next(iter(getattr(e, "failures", {}).values()), e)  # the first failing rank's own exception
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise InputError(f"--resume: {path} cannot be loaded into this model ({type(e).__name__}: {first})") from None
+    return step, position
+
+
+# Options that may change when a run resumes: its length, its schedule of saves and evaluations,
+# and settings of memory and speed that leave the computed update unchanged.
+MAY_CHANGE_ON_RESUME = ("steps", "save_every", "eval_every", "resume", "out_dir", "overwrite", "verify_timeout",
+                        "rollout", "vllm_tp", "vllm_gpu_memory_utilization", "micro_batch_size",
+                        "activation_checkpointing")
+
+
+def run_options(cfg):
+    """The options that make a run what it is; a checkpoint continues only under the same values."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in MAY_CHANGE_ON_RESUME}
+
+
+RUN_FILES = ("metrics.jsonl", "checkpoints", "final")
+
+
+def holds_run(folder):
+    """Whether `folder` holds an earlier run's metrics, checkpoint or final model."""
+    metrics, final = folder / "metrics.jsonl", folder / "final"
+    saved = [p for p in (folder / "checkpoints").glob("step_*") if not p.name.endswith(".tmp")]
+    return (metrics.is_file() and metrics.stat().st_size > 0) or final.exists() or bool(saved)
+
+
+def claim_out_dir(cfg, rank, world):
+    """This run's output folder, locked for it: (folder, lock file or None on other ranks).
+
+    A run owns its folder. A second run on a locked folder is refused at once; a lock left by a
+    run that died is taken over, with a note. A folder that holds an earlier run is refused
+    unless this run resumes it (--resume auto, or a checkpoint inside it) or replaces it
+    (--overwrite); the default --out-dir instead moves on to the first free runs/forkgrpo-N, so
+    that ./run.sh can run twice in a row. Rank 0 decides and tells the other ranks.
+    """
+    problem, out, lock = None, Path(cfg.out_dir), None
+    if rank == 0:
+        try:
+            out, lock = _claim_out_dir(cfg)
+        except InputError as e:
+            problem = str(e)
+    if world > 1:  # every rank must stop, or use the same folder
+        box = [problem, str(out)]
+        dist.broadcast_object_list(box, src=0)
+        problem, out = box[0], Path(box[1])
+    if problem:
+        raise InputError(problem)
+    return out, lock
+
+
+def _claim_out_dir(cfg):
+    out = Path(cfg.out_dir)
+    if cfg.out_dir == Config.out_dir and not (cfg.resume or cfg.overwrite):
+        n = 1
+        while holds_run(out) or (out / ".lock").exists():
+            n += 1
+            out = Path(f"{cfg.out_dir}-{n}")
+        if n > 1:
+            print(f"forkgrpo: {cfg.out_dir} holds an earlier run; this run writes to {out}", flush=True)
+    try:  # a folder we cannot write is found now, not at the first save after hours of training
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        for folder in (out, out / "checkpoints"):
+            tempfile.TemporaryFile(dir=folder).close()
+        lock = open(out / ".lock", "a+")
+    except OSError as e:
+        raise InputError(f"--out-dir {out}: cannot write there ({e.strerror or e})") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel if this process dies
+    except OSError:
+        lock.seek(0)
+        owner = lock.read().strip() or "another process"
+        lock.close()
+        raise InputError(f"--out-dir {out}: another run ({owner}) is using this folder; "
+                         "wait for it to finish, or choose another --out-dir") from None
+    lock.seek(0)
+    if lock.read().strip():
+        print(f"forkgrpo: taking over {out / '.lock'}: the run that held it ended without releasing it", flush=True)
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    lock.flush()
+    ckpts = out / "checkpoints"
+    inside = cfg.resume == "auto" or (cfg.resume and Path(cfg.resume).resolve().parent == ckpts.resolve())
+    if holds_run(out) and cfg.overwrite:
+        for name in RUN_FILES:
+            target = out / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        ckpts.mkdir()
+        print(f"forkgrpo: --overwrite: deleted the earlier run in {out}", flush=True)
+    elif holds_run(out) and not inside:
+        _release(lock)
+        raise InputError(f"--out-dir {out} holds an earlier run (metrics.jsonl, checkpoints or final/); continue "
+                         "it with --resume auto, start a new run in another --out-dir, or replace it with --overwrite")
+    elif cfg.resume == "auto" and holds_run(out) and find_checkpoint("auto", out) is None:
+        _release(lock)
+        raise InputError(f"--resume auto: {out} holds an earlier run but no checkpoint to continue from; "
+                         "start a new run in another --out-dir, or replace it with --overwrite")
+    stale = [*ckpts.glob("step_*.tmp"), *out.glob("final.tmp")]  # left by a kill during a save
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    if stale:
+        print(f"forkgrpo: removed {len(stale)} unfinished save(s) in {out}", flush=True)
+    return out, lock
+
+
+def _release(lock):
+    """Give up the folder: the lock file goes, then its lock."""
+    if lock is not None:
+        Path(lock.name).unlink(missing_ok=True)
+        lock.close()
 
 
 def save_final(policy, tokenizer, out, rank):
@@ -1578,10 +1750,17 @@ class MetricsLog:
         if rank != 0:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        keep = []
+        keep, bad = [], 0
         if start > 0 and self.path.exists():
-            keep = [l for l in self.path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= start]
-        self.path.write_text("".join(l + "\n" for l in keep))
+            for line in self.path.read_text(errors="replace").splitlines():
+                try:
+                    if line.strip() and json.loads(line)["step"] <= start:
+                        keep.append(line)
+                except (ValueError, KeyError, TypeError):  # a line cut short by a kill
+                    bad += 1
+        if bad:
+            self.note(f"dropped {bad} unreadable line(s) of {self.path}")
+        self.path.write_text("".join(line + "\n" for line in keep))
 
     def write(self, m):
         if self.rank != 0:
@@ -1604,12 +1783,13 @@ class MetricsLog:
 
 
 class StopRequest:
-    """First Ctrl-C (or SIGTERM): finish the current step, checkpoint, exit. Second: stop now."""
+    """First Ctrl-C (or SIGTERM, or SIGHUP from a closed terminal): finish the current step,
+    checkpoint, exit 130. Second: stop now, exit 130."""
 
     def __init__(self):
         self.requested, self.previous = False, {}
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 self.previous[sig] = signal.signal(sig, self._handle)
 
     def restore(self):
@@ -1618,7 +1798,8 @@ class StopRequest:
 
     def _handle(self, signum, frame):
         if self.requested:
-            raise KeyboardInterrupt
+            print("forkgrpo: stopping now, without a checkpoint", file=sys.stderr, flush=True)
+            raise SystemExit(130)
         self.requested = True
         print("forkgrpo: stopping after this step (again to stop now)", file=sys.stderr, flush=True)
 
@@ -1636,7 +1817,7 @@ def main(argv=None):
     """Train. The numbered comments are the steps of the module docstring."""
     cfg = parse_config(argv)
     rank, world, device = setup_distributed()
-    engine, stop = None, StopRequest()
+    engine, lock, stop = None, None, StopRequest()
     try:
         # 0. Set-up: data, model, optimizer, rollout engine, resume.
         if world % cfg.vllm_tp:
@@ -1644,6 +1825,7 @@ def main(argv=None):
         if cfg.prompts_per_step % world:
             raise InputError(f"--prompts-per-step ({cfg.prompts_per_step}) must be a multiple of the number of ranks ({world})")
         train_set, eval_set = load_datasets(cfg)
+        out_dir, lock = claim_out_dir(cfg, rank, world)
         torch.manual_seed(cfg.seed)
         policy, tokenizer, model_path = load_policy(cfg.model, device, world, cfg.activation_checkpointing)
         eos = _eos_ids(tokenizer, policy.lm)
@@ -1652,12 +1834,10 @@ def main(argv=None):
         if not train_set:
             raise InputError(f"--max-prompt-len {cfg.max_prompt_len}: every training prompt is longer")
         optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        out_dir = Path(cfg.out_dir)
         start, position = 0, 0
         ckpt = find_checkpoint(cfg.resume, out_dir) if cfg.resume else None
         if ckpt is not None:
-            meta = load_checkpoint(ckpt, policy, optimizer)
-            start, position = meta["step"], meta["position"]
+            start, position = load_checkpoint(ckpt, policy, optimizer, run_options(cfg))
         stream = PromptStream(train_set, cfg.seed, position)
         group = dist.group.WORLD if world > 1 else None  # the forking mask pools all ranks' tokens
         engine = make_engine(cfg, policy, tokenizer, model_path, eos, rank)
@@ -1667,6 +1847,9 @@ def main(argv=None):
         log.note(f"{len(train_set)} training prompts ({skipped} skipped over --max-prompt-len), "
                  f"{len(eval_set)} eval prompts ({eval_skipped} skipped), {world} rank(s) on {device}, "
                  f"rollout {type(engine).__name__}" + (f", resumed at step {start}" if start else ""))
+        if cfg.prompts_per_step > len(train_set):
+            log.note(f"warning: --prompts-per-step {cfg.prompts_per_step} exceeds the {len(train_set)} training "
+                     "prompts, so each step repeats some of them")
         if start == 0 and eval_set:
             log.write({"step": 0, **evaluate(cfg, engine, tokenizer, eval_set, rank, world)})
 
@@ -1698,7 +1881,7 @@ def main(argv=None):
                 log.write({"step": done, **evaluate(cfg, engine, tokenizer, eval_set, rank, world)})
             stopping = stop.agreed()
             if (cfg.save_every and done % cfg.save_every == 0) or stopping:
-                path = save_checkpoint(out_dir, done, policy, optimizer, stream.position, rank)
+                path = save_checkpoint(out_dir, done, policy, optimizer, stream.position, run_options(cfg), rank)
                 if stopping:
                     log.note(f"stopped; checkpoint in {path} (continue with --resume auto)")
                     raise SystemExit(130)
@@ -1711,6 +1894,7 @@ def main(argv=None):
         stop.restore()
         if engine is not None:
             engine.close()
+        _release(lock)
         teardown_distributed()
 
 

@@ -3,6 +3,7 @@ exact resume, NaN skipping, bad input, and one step of the embedded default mode
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -149,10 +150,20 @@ def write(path, text):
     ('{"prompt": 7, "answer": "2"}\n', ".jsonl", ":1: 'prompt' must be a string or a list of chat messages"),
     ("prompt,answer\n", ".csv", "expected a .jsonl or .parquet file"),
     ("\n\n", ".jsonl", "no problems in the file"),
+    (b'{"prompt": "1+1?", "answer": "2"}\n{"prompt": "\xff\xfe"}\n', ".jsonl", ":2: not UTF-8 text"),
+    ('[{"prompt": "1+1?", "answer": "2"}]\n', ".json", ":1: expected JSON Lines (one object per line), not a JSON array"),
+    ('{"prompt": [{"content": "1+1?"}], "answer": "2"}\n', ".jsonl",
+     ":1: message 0 of 'prompt' needs a string 'role' and a string 'content'"),
+    ('{"prompt": [{"role": "user", "content": 7}], "answer": "2"}\n', ".jsonl",
+     ":1: message 0 of 'prompt' needs a string 'role' and a string 'content'"),
+    ('{"prompt": "1+1?", "answer": NaN}\n', ".jsonl", ":1: the answer under 'answer' is nan, not a number"),
+    ('{"prompt": "1+1?", "answer": -Infinity}\n', ".jsonl", ":1: the answer under 'answer' is -inf, not a number"),
 ])
 def test_bad_data_file_gets_an_error_naming_file_and_line(tmp_path, content, suffix, message):
     path = tmp_path / f"data{suffix}"
-    if content is not None:
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
         path.write_text(content)
     with pytest.raises(forkgrpo.InputError) as e:
         forkgrpo.load_problems(str(path), "prompt", "answer")
@@ -283,3 +294,188 @@ def test_every_logged_metric_is_explained_in_docs_metrics(one_process_run):
     assert "eval/acc@2" in keys and "loss/loss" in keys
     missing = [k for k in sorted(keys) if f"`{k}`" not in doc and not (k.startswith("eval/acc@") and "`eval/acc@k`" in doc)]
     assert not missing, f"metrics logged but not explained in docs/metrics.md: {missing}"
+
+
+def test_prompt_errors_name_the_row_and_an_impossible_length_is_never_tokenized(tiny_model, tmp_path):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    path = write(tmp_path / "d.jsonl", '{"prompt": [{"role": "system", "content": "Be brief."}], "answer": "2"}\n')
+    problems = forkgrpo.load_problems(path, "prompt", "answer")
+    with pytest.raises(forkgrpo.InputError, match=f"^{path}:1: no message with role 'user', which --template base"):
+        forkgrpo.encode_problems(problems, tok, "base", 64)
+    tok.chat_template = "{{ raise_exception('no system prompts here') }}"
+    with pytest.raises(forkgrpo.InputError, match=f"^{path}:1: the chat template failed on this prompt .*no system"):
+        forkgrpo.encode_problems(problems, tok, "chat", 64)
+
+    class CountingTokenizer:  # the real tokenizer, recording the length of every text it tokenizes
+        def __init__(self, inner):
+            self.inner, self.lengths = inner, []
+
+        def get_vocab(self):
+            return self.inner.get_vocab()
+
+        def __call__(self, text, **kwargs):
+            self.lengths.append(len(text))
+            return self.inner(text, **kwargs)
+
+    counting = CountingTokenizer(tok)
+    huge = {"prompt": "7" * 2_000_000, "answer": "1"}
+    kept, skipped = forkgrpo.encode_problems([huge, {"prompt": "What is 1+1?", "answer": "2"}], counting, "base", 64)
+    assert skipped == 1 and [a for _, a in kept] == ["2"]
+    assert max(counting.lengths) < 1000  # the 2-million-character prompt never reached the tokenizer
+
+
+def test_missing_model_folder_and_unwritable_out_dir_exit_2_with_one_line(tmp_path):
+    proc = run_forkgrpo(["--model", str(tmp_path / "no-such-model"), "--out-dir", str(tmp_path / "out")])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert f"--model {tmp_path / 'no-such-model'}: no such model folder" in proc.stderr
+    blocker = write(tmp_path / "a-file", "")
+    proc = run_forkgrpo(["--model", "default", "--out-dir", f"{blocker}/out"])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert f"--out-dir {blocker}/out: cannot write there" in proc.stderr
+
+
+# --- the run folder ----------------------------------------------------------------------------
+
+
+def snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_new_run_in_a_used_out_dir_is_refused_and_leaves_every_file_as_it_was(one_process_run, tiny_model):
+    before = snapshot(one_process_run)
+    assert any(str(p).startswith("final") for p in before)
+    common = ["--model", str(tiny_model), "--out-dir", str(one_process_run), "--steps", "2", *TINY]
+    proc = run_forkgrpo(common)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert f"--out-dir {one_process_run} holds an earlier run" in proc.stderr and "--overwrite" in proc.stderr
+    proc = run_forkgrpo([*common, "--resume", "auto"])  # it saved no checkpoint: nothing to continue
+    assert proc.returncode == 2 and "holds an earlier run but no checkpoint to continue from" in proc.stderr
+    proc = run_forkgrpo([*common, "--resume", "auto", "--overwrite"])
+    assert proc.returncode == 2 and "--overwrite starts afresh and --resume continues" in proc.stderr
+    assert snapshot(one_process_run) == before
+
+
+def test_a_second_run_on_a_busy_out_dir_is_refused_while_the_first_finishes_cleanly(tiny_model, tmp_path):
+    import subprocess
+    import time
+    data = write(tmp_path / "two.jsonl", '{"prompt": "1+1?", "answer": "2"}\n{"prompt": "2+2?", "answer": "4"}\n')
+    out = tmp_path / "out"
+    args = ["--model", str(tiny_model), "--out-dir", str(out), "--steps", "2", *TINY, "--data", data, "--answer-key", "answer"]
+    import os
+    import sys
+    from conftest import ROOT, WORKER
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    first = subprocess.Popen([sys.executable, str(WORKER), *args], cwd=ROOT, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (out / ".lock").exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    second = run_forkgrpo(args)
+    stdout, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr[-3000:]
+    assert second.returncode == 2 and "another run (pid" in second.stderr and "is using this folder" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert [m["step"] for m in train_lines(read_metrics(out))] == [1, 2]  # each step logged once
+    assert "exceeds the 2 training prompts, so each step repeats some of them" in stdout
+    assert not (out / ".lock").exists()  # released at exit
+
+
+def test_claim_takes_the_next_default_folder_overwrites_only_when_asked_and_clears_stale_saves(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    earlier = Path("runs/forkgrpo")
+    (earlier / "checkpoints").mkdir(parents=True)
+    (earlier / "metrics.jsonl").write_text('{"step": 1}\n')
+    out, lock = forkgrpo.claim_out_dir(forkgrpo.Config(), rank=0, world=1)
+    assert out == Path("runs/forkgrpo-2") and "holds an earlier run; this run writes to runs/forkgrpo-2" in capsys.readouterr().out
+    with pytest.raises(forkgrpo.InputError, match="another run \\(pid .*\\) is using this folder"):
+        forkgrpo.claim_out_dir(forkgrpo.Config(out_dir="runs/forkgrpo-2"), rank=0, world=1)
+    forkgrpo._release(lock)
+    assert (earlier / "metrics.jsonl").read_text() == '{"step": 1}\n'
+
+    (earlier / "checkpoints" / "step_000003.tmp").mkdir()
+    (earlier / ".lock").write_text("pid 1 on elsewhere\n")  # left by a run killed with -9: no flock held
+    out, lock = forkgrpo.claim_out_dir(forkgrpo.Config(out_dir=str(earlier), overwrite=True), rank=0, world=1)
+    said = capsys.readouterr().out
+    assert "taking over" in said and "--overwrite: deleted the earlier run" in said
+    assert not (earlier / "metrics.jsonl").exists() and list((earlier / "checkpoints").iterdir()) == []
+    forkgrpo._release(lock)
+
+    (earlier / "checkpoints" / "step_000004.tmp").mkdir()
+    out, lock = forkgrpo.claim_out_dir(forkgrpo.Config(out_dir=str(earlier)), rank=0, world=1)
+    assert not (earlier / "checkpoints" / "step_000004.tmp").exists() and "removed 1 unfinished save" in capsys.readouterr().out
+    forkgrpo._release(lock)
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "checkpoints").write_text("not a folder")
+    with pytest.raises(forkgrpo.InputError, match="--out-dir odd: cannot write there"):
+        forkgrpo.claim_out_dir(forkgrpo.Config(out_dir="odd"), rank=0, world=1)
+
+
+@pytest.fixture()
+def saved_checkpoint(tiny_model, tmp_path):
+    from transformers import AutoModelForCausalLM
+    torch.manual_seed(0)
+    policy = forkgrpo.Policy(AutoModelForCausalLM.from_pretrained(tiny_model))
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3)
+    sum(p.sum() for p in policy.parameters()).backward()
+    optimizer.step()
+    run = forkgrpo.run_options(forkgrpo.Config(model=str(tiny_model)))
+    path = forkgrpo.save_checkpoint(tmp_path, 1, policy, optimizer, position=4, run=run, rank=0)
+    fresh = forkgrpo.Policy(AutoModelForCausalLM.from_pretrained(tiny_model))
+    return path, fresh, torch.optim.AdamW(fresh.parameters(), lr=1e-3), run
+
+
+def test_a_checkpoint_loads_back_exactly_into_the_same_run(saved_checkpoint):
+    path, policy, optimizer, run = saved_checkpoint
+    assert forkgrpo.load_checkpoint(path, policy, optimizer, run) == (1, 4)
+    assert optimizer.state  # AdamW moments came back too
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("metadata", "is incomplete (no .metadata)"),
+    ("shard", "cannot be loaded into this model"),
+    ("trainer", "trainer.json is damaged"),
+    ("options", "was written by a run with other options (--seed 0 there, 1 here)"),
+    ("model", "cannot be loaded into this model"),
+])
+def test_a_damaged_or_foreign_checkpoint_is_refused_with_a_message(saved_checkpoint, tmp_path, damage, message):
+    path, policy, optimizer, run = saved_checkpoint
+    if damage == "metadata":
+        (path / ".metadata").unlink()
+    elif damage == "shard":
+        shard = max(path.glob("*.distcp"), key=lambda p: p.stat().st_size)
+        shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    elif damage == "trainer":
+        (path / "trainer.json").write_text('{"step": 1, "posi')
+    elif damage == "options":
+        run = {**run, "seed": 1}
+    else:  # another model's weights: a wider hidden size
+        from transformers import LlamaConfig, LlamaForCausalLM
+        cfg = LlamaConfig(vocab_size=policy.lm.config.vocab_size, hidden_size=32, intermediate_size=64,
+                          num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, head_dim=16)
+        policy = forkgrpo.Policy(LlamaForCausalLM(cfg))
+        optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3)
+    with pytest.raises(forkgrpo.InputError) as e:
+        forkgrpo.load_checkpoint(path, policy, optimizer, run)
+    assert str(e.value).startswith(f"--resume: {path}") and message in str(e.value)
+
+
+def test_resume_drops_a_metrics_line_cut_short_by_a_kill(tmp_path, capsys):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 0, "eval/acc_greedy": 0.5}\n{"step": 1}\n{"step": 2}\n{"step": 3, "rew')
+    forkgrpo.MetricsLog(tmp_path, rank=0, start=2)
+    assert (tmp_path / "metrics.jsonl").read_text() == '{"step": 0, "eval/acc_greedy": 0.5}\n{"step": 1}\n{"step": 2}\n'
+    assert "dropped 1 unreadable line(s)" in capsys.readouterr().out
+
+
+def test_sighup_asks_for_a_clean_stop_and_a_second_signal_exits_130_without_a_traceback():
+    import os
+    import signal
+    stop = forkgrpo.StopRequest()
+    try:
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert stop.requested and stop.agreed()
+        with pytest.raises(SystemExit) as e:
+            os.kill(os.getpid(), signal.SIGINT)
+        assert e.value.code == 130
+    finally:
+        stop.restore()
