@@ -36,8 +36,9 @@ Run:
   ./run.sh                                    # the embedded default, on CPU, in minutes
   torchrun --nproc_per_node=8 forkgrpo.py --model Qwen/Qwen3-8B-Base --data dapo-math-17k.parquet \\
       --template base --group-size 16 --prompts-per-step 512 --mini-batches 16 --max-new-tokens 20480 \\
-      --overlong-cache 4096 --temperature 1.0 --lr 1e-6 --warmup-steps 20 --micro-batch-size 4 \\
-      --max-draws 10 --activation-checkpointing --steps 1000 --save-every 20 --eval-every 20  # steps: budget
+      --overlong-cache 4096 --temperature 1.0 --lr 1e-6 --max-prompt-len 2048 --clip-ratio-c 10 \\
+      --eval-samples 16 --micro-batch-size 4 --max-draws 10 --activation-checkpointing \\
+      --steps 1000 --save-every 20 --eval-every 20  # steps: budget; the authors ran 16 nodes x 8 GPUs
   add --rho 1.0 for the DAPO baseline, --fork-mode bottom --rho 0.8 for the paper's ablation.
 
 References: GRPO (arXiv 2402.03300), DAPO (arXiv 2503.14476), forking tokens (arXiv 2506.01939 v2),
@@ -46,9 +47,10 @@ Dr. GRPO (arXiv 2503.20783).
 Deliberate deviations from the paper and the authors' code (a fork of verl):
   1. The forking mask is computed once per mini-batch over all ranks, with ties at tau kept;
      the authors' code takes exactly k tokens with topk in each micro-batch on each GPU.
-  2. The entropy comes from the scoring pass, so it is the current policy's at the first
-     mini-batch and the rollout policy's after (the authors compute it in each update forward).
-     With --mini-batches 1 the two agree.
+  2. The entropy comes from the scoring pass by default, so it is the current policy's at the
+     first mini-batch and the rollout policy's after; the paper (v2 Sec. 2.1) and the authors'
+     code use the training policy's, which --entropy-from current gives. With --mini-batches 1
+     the two agree.
   3. The loss denominator is a choice (--loss-norm): selected tokens (paper v2 Eq. 6, the
      authors' code; the default) or all response tokens (paper v1, TRL).
   4. Sampling is seeded per prompt: a prompt's responses do not depend on the number of ranks,
@@ -57,6 +59,10 @@ Deliberate deviations from the paper and the authors' code (a fork of verl):
      step, 64 new tokens, T = 0.5, lr 2e-5, 8 steps, one dynamic-sampling draw (the paper: G = 16,
      512 prompts, 20480 tokens, T = 1.0, lr 1e-6; DAPO draws until the batch is full). The
      other algorithmic defaults (rho, eps, clipping, no KL, no entropy bonus) are the paper's.
+  6. The authors' dual clip (--clip-ratio-c 10) and log-ratio clamp are on; neither is in the paper.
+  7. Rewards are +1/-1 (DAPO); the paper's Eq. 3 and the authors' scorer use 1/0
+     (--incorrect-reward 0), which doubles the overlong penalty's weight against a wrong answer.
+  8. Prompts over --max-prompt-len are skipped, never left-truncated as the authors' code does.
 """
 
 import argparse
@@ -152,6 +158,12 @@ class Config:
     """lower clip range of the ratio (DAPO: 0.2)"""
     eps_high: float = 0.28
     """upper clip range, clip-higher (DAPO: 0.28)"""
+    clip_ratio_c: float = 10.0
+    """dual clip: the loss of a token with A < 0 is capped at clip_ratio_c * |A| (the authors' script: 10; verl's default 3; 0 or inf: off)"""
+    incorrect_reward: float = -1.0
+    """reward of a wrong answer; a right one gets +1 (DAPO: -1; the paper's Eq. 3 and the authors' scorer: 0)"""
+    entropy_from: str = "scoring"
+    """entropies of the forking mask: "scoring" (the scoring pass, for every mini-batch) or "current" (re-scored before each mini-batch after the first: the training policy's, as paper v2 Sec. 2.1 states)"""
     scale_by_std: bool = True
     """divide advantages by the group std (GRPO/DAPO); --no-scale-by-std is Dr. GRPO"""
     overlong_cache: int = 16
@@ -203,6 +215,7 @@ CHOICES = {
     "rollout": ("auto", "vllm", "hf"),
     "fork_mode": ("top", "bottom", "random"),
     "loss_norm": ("selected", "all"),
+    "entropy_from": ("scoring", "current"),
 }
 
 
@@ -256,6 +269,9 @@ def _config_problem(cfg):
         return "--overwrite starts afresh and --resume continues: choose one"
     for name, ok, rule in (("rho", 0 < cfg.rho <= 1, "in (0, 1]"), ("top_p", 0 < cfg.top_p <= 1, "in (0, 1]"),
                            ("temperature", cfg.temperature > 0, "> 0"), ("lr", cfg.lr > 0, "> 0"),
+                           ("clip_ratio_c", cfg.clip_ratio_c == 0 or cfg.clip_ratio_c > 1 + cfg.eps_high,
+                            "0 (off) or > 1 + --eps-high"),
+                           ("incorrect_reward", cfg.incorrect_reward < 1, "< 1, the reward of a right answer"),
                            ("overlong_cache", cfg.overlong_cache <= cfg.max_new_tokens, "<= --max-new-tokens")):
         if not ok:
             return f"--{name.replace('_', '-')} must be {rule}, got {getattr(cfg, name)}"
@@ -465,7 +481,7 @@ def forking_token_mask(entropy, valid, rho, mode="top", group=None, generator=No
     256-bin histogram, whatever N is (gathering all entropies would send N floats).
     k = ceil(rho N) uses exact integer arithmetic on rho as a fraction with
     denominator <= 10^6 (exact for any rho written with up to 6 decimals), because
-    the float product can land just above an integer (0.7 * 10 = 7.000000000000001).
+    the float product can land just above an integer (0.07 * 100 = 7.000000000000001).
     "random" takes the top k of iid 56-bit random keys; under `group` each rank
     draws its own keys, so the subset is uniform but not bitwise equal to the
     single-process draw. It is exactly k unless the k-th key ties another, which has
@@ -579,12 +595,14 @@ def group_advantages(rewards, group_size, scale_by_std=True, eps=1e-6):
 
 
 def policy_loss(
-    logp, old_logp, advantages, mask, eps_low=0.2, eps_high=0.28, num_tokens=None
+    logp, old_logp, advantages, mask, eps_low=0.2, eps_high=0.28, num_tokens=None, clip_ratio_c=10.0
 ):
-    """DAPO's clip-higher surrogate, summed over the selected tokens, over `num_tokens`.
+    """DAPO's clip-higher surrogate with verl's dual clip, summed over the selected tokens, over `num_tokens`.
 
-    Equation: r_t = exp(logp_t - old_logp_t),
-    loss = sum_{t in mask} -min(r_t A_t, clip(r_t, 1 - eps_low, 1 + eps_high) A_t) / num_tokens.
+    Equation: r_t = exp(clamp(logp_t - old_logp_t, -20, 20)),
+    l_t = -min(r_t A_t, clip(r_t, 1 - eps_low, 1 + eps_high) A_t),
+    l_t = min(l_t, c |A_t|) where A_t < 0 (dual clip, c = clip_ratio_c),
+    loss = sum_{t in mask} l_t / num_tokens.
 
     Args:
         logp: (B, T) float, current policy log-probs of the sampled tokens (with grad).
@@ -593,12 +611,13 @@ def policy_loss(
         mask: (B, T) bool, the tokens that contribute (the forking-token mask).
         eps_low, eps_high: clip range (DAPO: 0.2, 0.28).
         num_tokens: int or 0-d tensor, the denominator; default mask.sum(). Clamped to >= 1.
+        clip_ratio_c: c > 1 + eps_high of the dual clip; 0 or inf turns it off.
     Returns:
         loss: () float32.
         metrics: dict of detached 0-d tensors over this call's masked tokens:
             loss/clipfrac_low (A < 0 and r < 1 - eps_low), loss/clipfrac_high (A > 0 and
-            r > 1 + eps_high), loss/ratio_mean, loss/approx_kl (k3: mean of r - 1 - log r),
-            loss/tokens (masked count).
+            r > 1 + eps_high), loss/clipfrac_dual (A < 0 and the dual clip caps the loss),
+            loss/ratio_mean, loss/approx_kl (k3: mean of r - 1 - log r), loss/tokens (masked count).
 
     Note: the denominator is a parameter because it is the choice that sets the
     gradient scale: pass the number of SELECTED tokens in the whole update (all
@@ -608,26 +627,35 @@ def policy_loss(
     exactly the full-batch gradient; a per-micro-batch mean would not. Unselected
     tokens are cut out with `where` before the exp, so NaN or inf there cannot leak
     into the loss or its gradient (multiplying by a 0/1 mask would give 0 * inf = NaN).
+    The dual clip and the log-ratio clamp are the authors' (verl's `compute_policy_loss`): with
+    many mini-batches a token with A < 0 whose ratio runs away would otherwise have an unbounded
+    loss (-r A grows with r, and the PPO clip only bounds A > 0 from above). With one mini-batch
+    r = 1 and neither ever acts.
     """
     mask = mask.bool()
     adv = advantages.float()
     if adv.dim() == 1:
         adv = adv[:, None]  # (B, 1)
-    log_ratio = torch.where(mask, logp.float() - old_logp.float(), 0.0)  # (B, T)
+    log_ratio = torch.where(mask, logp.float() - old_logp.float(), 0.0).clamp(-20.0, 20.0)  # (B, T)
     ratio = torch.exp(log_ratio)  # (B, T)
     adv = torch.where(mask, adv, 0.0)  # (B, T)
-    surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - eps_low, 1 + eps_high) * adv)
+    token_loss = -torch.minimum(ratio * adv, ratio.clamp(1 - eps_low, 1 + eps_high) * adv)  # (B, T)
+    dual = torch.zeros_like(mask)  # (B, T)
+    if 0 < clip_ratio_c < math.inf:
+        dual = (adv < 0) & (token_loss > -clip_ratio_c * adv) & mask  # (B, T)
+        token_loss = torch.where(dual, -clip_ratio_c * adv, token_loss)
     count = mask.sum()  # ()
     if num_tokens is None:
         num_tokens = count
     denom = torch.as_tensor(num_tokens, dtype=torch.float32, device=logp.device).clamp_min(1)
-    loss = -surrogate.sum() / denom  # (); 0 with zero gradient when the mask is empty
+    loss = token_loss.sum() / denom  # (); 0 with zero gradient when the mask is empty
 
     with torch.no_grad():
         n = count.clamp_min(1).float()
         metrics = {
             "loss/clipfrac_low": ((adv < 0) & (ratio < 1 - eps_low) & mask).sum() / n,
             "loss/clipfrac_high": ((adv > 0) & (ratio > 1 + eps_high) & mask).sum() / n,
+            "loss/clipfrac_dual": dual.sum() / n,
             "loss/ratio_mean": torch.where(mask, ratio, 0.0).sum() / n,
             "loss/approx_kl": torch.where(mask, ratio - 1 - log_ratio, 0.0).sum() / n,
             "loss/tokens": count.float(),
@@ -698,7 +726,7 @@ def informative_groups(rewards, group_size):
 # shipped). Bad rows stop the run before training with the file and line named.
 # ======================================================================================
 
-BASE_TEMPLATE = (  # the paper's template for base models (arXiv 2506.01939, Sec. 4)
+BASE_TEMPLATE = (  # the paper's template for base models (arXiv 2506.01939 v2, Sec. 5.2)
     "User:\n{question}\nPlease reason step by step, and put your final answer within "
     "\\boxed{{}}.\n\nAssistant:\n"
 )
@@ -1336,7 +1364,8 @@ def collect_rollouts(cfg, engine, tokenizer, eos, stream, rank, world):
         texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
         correct = correctness(texts, [a for _, a in prompts for _ in range(G)], cfg.verify_timeout)  # (n G,)
         lengths = torch.tensor([len(r) for r in responses])
-        rewards = 2 * correct - 1 + overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_cache, cfg.overlong_factor)
+        rewards = (correct * (1 - cfg.incorrect_reward) + cfg.incorrect_reward  # +1 right, --incorrect-reward wrong
+                   + overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_cache, cfg.overlong_factor))
         keep = informative_groups(correct, G) if cfg.dynamic_sampling else torch.ones(len(prompts), dtype=torch.bool)
         for i in torch.nonzero(keep).flatten().tolist():
             g = slice(i * G, (i + 1) * G)
@@ -1446,7 +1475,7 @@ def score(policy, batch, micro_batch_size, temperature, group):
     return dataclasses.replace(batch, old_logp=old_logp, entropy=entropy), metrics
 
 
-TOKEN_MEAN_KEYS = ("loss/clipfrac_low", "loss/clipfrac_high", "loss/ratio_mean", "loss/approx_kl")
+TOKEN_MEAN_KEYS = ("loss/clipfrac_low", "loss/clipfrac_high", "loss/clipfrac_dual", "loss/ratio_mean", "loss/approx_kl")
 
 
 def update_policy(cfg, policy, optimizer, batch, step, rank, world, group):
@@ -1460,12 +1489,19 @@ def update_policy(cfg, policy, optimizer, batch, step, rank, world, group):
     rows = torch.arange(len(batch.input_ids))
     minis = torch.tensor_split(rows, min(cfg.mini_batches, len(rows)))
     mask = torch.zeros_like(batch.response_mask)  # (B, T-1), filled one mini-batch at a time
+    entropy = batch.entropy.clone()  # (B, T-1), re-scored per mini-batch with --entropy-from current
     out, selected, valid, skipped = collections.defaultdict(float), 0.0, 0.0, 0
     bar = tqdm(total=len(rows), desc="update", unit="seq", leave=False, disable=rank != 0)
     for i, mb in enumerate(minis):
-        # 5. Forking mask over the whole mini-batch on all ranks, from the scoring pass's entropies.
-        gen = torch.Generator(device=batch.entropy.device).manual_seed(derive_seed(cfg.seed, "fork", step, i, rank))
-        mask[mb] = forking_token_mask(batch.entropy[mb], batch.response_mask[mb], cfg.rho, cfg.fork_mode, group, gen)
+        if i > 0 and cfg.entropy_from == "current":  # the training policy's entropies, after i updates
+            with torch.no_grad():
+                for r, width in micro_batches(mb, cfg.micro_batch_size, batch.attention_mask):
+                    _, h = policy(batch.input_ids[r, :width], batch.attention_mask[r, :width],
+                                  batch.response_mask[r, : width - 1], cfg.temperature)
+                    entropy[r, : width - 1] = h
+        # 5. Forking mask over the whole mini-batch on all ranks.
+        gen = torch.Generator(device=entropy.device).manual_seed(derive_seed(cfg.seed, "fork", step, i, rank))
+        mask[mb] = forking_token_mask(entropy[mb], batch.response_mask[mb], cfg.rho, cfg.fork_mode, group, gen)
         # 6. The loss denominator counts the whole mini-batch (all micro-batches and ranks), so the
         # accumulated gradient is exactly the full mini-batch's.
         count = (mask[mb] if cfg.loss_norm == "selected" else batch.response_mask[mb]).sum().float()
@@ -1473,13 +1509,13 @@ def update_policy(cfg, policy, optimizer, batch, step, rank, world, group):
         local = {k: torch.zeros(()) for k in ("loss", "selected", "valid", *TOKEN_MEAN_KEYS)}
         if cfg.fork_mode != "random":  # tau: the entropy threshold this mask applied
             top = cfg.fork_mode == "top"
-            edge = torch.where(mask[mb], batch.entropy[mb], math.inf if top else -math.inf)
+            edge = torch.where(mask[mb], entropy[mb], math.inf if top else -math.inf)
             local["tau/min" if top else "tau/max"] = (edge.min() if top else edge.max()).cpu()
         for r, width in micro_batches(mb, cfg.micro_batch_size, batch.attention_mask):
             logp, _ = policy(batch.input_ids[r, :width], batch.attention_mask[r, :width],
                              batch.response_mask[r, : width - 1], cfg.temperature)
             loss, m = policy_loss(logp, batch.old_logp[r, : width - 1], batch.advantages[r], mask[r, : width - 1],
-                                  cfg.eps_low, cfg.eps_high, num_tokens)
+                                  cfg.eps_low, cfg.eps_high, num_tokens, cfg.clip_ratio_c)
             loss.backward()
             tokens = m["loss/tokens"].cpu()
             local["loss"] += loss.detach().cpu()  # each micro-batch's share of the mini-batch loss

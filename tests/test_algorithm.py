@@ -241,9 +241,10 @@ def test_mask_hand_computed():
     assert forking_token_mask(entropy, valid, 0.2).tolist() == [[False] * 3, [True, False, False]]
     bottom = forking_token_mask(entropy, valid, 0.4, mode="bottom")  # 0.1 and 0.2
     assert bottom.tolist() == [[True, False, False], [False, False, True]]
-    # rho 0.7, N = 10: the float product 0.7 * 10 = 7.000000000000001 must still give k = 7.
-    ten = forking_token_mask(torch.arange(10.0)[None], torch.ones(1, 10, dtype=torch.bool), 0.7)
-    assert ten.tolist() == [[False] * 3 + [True] * 7]
+    # rho 0.07, N = 100: the float product 0.07 * 100 = 7.000000000000001 must still give k = 7.
+    assert math.ceil(0.07 * 100) == 8  # the overshoot this case exercises (0.7 * 10 is exactly 7.0)
+    hundred = forking_token_mask(torch.arange(100.0)[None], torch.ones(1, 100, dtype=torch.bool), 0.07)
+    assert hundred.tolist() == [[False] * 93 + [True] * 7]
 
 
 def test_mask_keeps_every_tie_at_tau_hand_computed():
@@ -641,3 +642,56 @@ def test_import_does_not_load_vllm_cuda_or_a_process_group():
     )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=120)
+
+
+def _token_losses(logp, old, adv, clip_ratio_c):
+    """The per-token loss l_t of every token: policy_loss on that token alone, over 1."""
+    out = torch.empty(logp.shape)
+    for i in range(logp.shape[0]):
+        for t in range(logp.shape[1]):
+            one = torch.zeros(logp.shape, dtype=torch.bool)
+            one[i, t] = True
+            out[i, t], _ = policy_loss(logp, old, adv, one, num_tokens=1, clip_ratio_c=clip_ratio_c)
+    return out
+
+
+@FAST
+@given(seed=seeds, b=st.integers(1, 3), t=st.integers(1, 5), c=st.floats(1.5, 20.0))
+def test_dual_clip_caps_negative_advantage_token_losses_at_c_abs_a_and_touches_no_other_token(seed, b, t, c):
+    g = _gen(seed)
+    old = torch.randn(b, t, generator=g)
+    logp = old + torch.randn(b, t, generator=g) * 3  # ratios from e^-9 to e^9: some run away
+    adv = torch.randn(b, generator=g)
+    capped, plain = _token_losses(logp, old, adv, c), _token_losses(logp, old, adv, 0.0)
+    a = adv[:, None].expand(b, t)
+    neg = a < 0
+    assert (capped[neg] <= c * a[neg].abs() * (1 + 1e-6)).all()
+    torch.testing.assert_close(capped[neg], torch.minimum(plain[neg], c * a[neg].abs()))
+    assert torch.equal(capped[~neg], plain[~neg])  # A >= 0: exactly the DAPO loss
+    mask = torch.ones(b, t, dtype=torch.bool)
+    _, m = policy_loss(logp, old, adv, mask, clip_ratio_c=c)
+    assert m["loss/clipfrac_dual"].item() == pytest.approx(float((neg & (plain > c * a.abs())).float().mean()))
+
+
+@FAST
+@given(seed=seeds, b=st.integers(1, 4), t=st.integers(1, 8), c=st.sampled_from([0.0, 3.0, 10.0, math.inf]))
+def test_dual_clip_changes_nothing_when_the_ratio_is_one(seed, b, t, c):
+    g = _gen(seed)
+    logp = (torch.randn(b, t, generator=g) - 1).requires_grad_()
+    adv, mask = torch.randn(b, generator=g), torch.rand(b, t, generator=g) < 0.6
+    loss, m = policy_loss(logp, logp.detach(), adv, mask, clip_ratio_c=c)
+    grad, = torch.autograd.grad(loss, logp)
+    off, _ = policy_loss(logp, logp.detach(), adv, mask, clip_ratio_c=0.0)
+    grad_off, = torch.autograd.grad(off, logp)
+    assert torch.equal(loss, off) and torch.equal(grad, grad_off) and m["loss/clipfrac_dual"].item() == 0
+
+
+def test_log_ratio_clamp_keeps_a_runaway_ratio_finite_hand_computed():
+    logp, old = torch.tensor([[1000.0, 0.0]]), torch.zeros(1, 2)
+    mask = torch.tensor([[True, False]])
+    # A < 0, dual clip off: l = -r A with r = e^20 (clamped log-ratio), not e^1000 = inf.
+    loss, _ = policy_loss(logp, old, torch.tensor([-1.0]), mask, clip_ratio_c=0.0)
+    assert loss.item() == pytest.approx(math.exp(20.0), rel=1e-6)
+    # With the dual clip at c = 10: l = 10 |A|.
+    loss, m = policy_loss(logp, old, torch.tensor([-0.5]), mask, clip_ratio_c=10.0)
+    assert loss.item() == pytest.approx(5.0) and m["loss/clipfrac_dual"].item() == 1.0

@@ -479,3 +479,38 @@ def test_sighup_asks_for_a_clean_stop_and_a_second_signal_exits_130_without_a_tr
         assert e.value.code == 130
     finally:
         stop.restore()
+
+
+def test_incorrect_reward_sets_the_reward_of_a_wrong_answer(monkeypatch):
+    monkeypatch.setattr(forkgrpo, "correctness", stand_in_correctness)
+    cfg = forkgrpo.Config(group_size=4, prompts_per_step=1, max_draws=1, max_new_tokens=8, overlong_cache=0,
+                          incorrect_reward=0.0)
+    groups, _ = forkgrpo.collect_rollouts(cfg, EchoEngine(), TextTokenizer(), [2], ScriptedStream([["mixed"]]),
+                                          rank=0, world=1)
+    assert torch.equal(groups[0].rewards, torch.tensor([1.0, 0.0, 1.0, 0.0]))  # the paper's Eq. 3: 1 / 0
+
+
+def _update_once(tiny_model, **options):
+    """update_policy on one scored batch of the tiny model; returns (metrics, the weights after)."""
+    from transformers import AutoModelForCausalLM
+    torch.manual_seed(0)
+    policy = forkgrpo.Policy(AutoModelForCausalLM.from_pretrained(tiny_model))
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=options.pop("lr"))
+    cfg = forkgrpo.Config(group_size=4, micro_batch_size=4, temperature=1.0, **options)
+    g = torch.Generator().manual_seed(1)
+    groups = [forkgrpo.Group([1, 2 + p], [torch.randint(3, 500, (n,), generator=g).tolist() for n in (5, 7, 6, 9)],
+                             None, torch.tensor([1.0, -1.0, 1.0, -1.0])) for p in range(2)]
+    batch = forkgrpo.make_batch(groups, 0, torch.device("cpu"), 4, True)
+    batch, _ = forkgrpo.score(policy, batch, 4, 1.0, None)
+    metrics = forkgrpo.update_policy(cfg, policy, optimizer, batch, step=0, rank=0, world=1, group=None)
+    return metrics, [p.detach().clone() for p in policy.parameters()]
+
+
+def test_entropy_from_current_equals_scoring_with_one_mini_batch_and_rescores_after_it(tiny_model):
+    same = [_update_once(tiny_model, lr=1e-2, mini_batches=1, entropy_from=e) for e in ("scoring", "current")]
+    strip = lambda m: {k: v for k, v in m.items() if not k.startswith(TIMING)}
+    assert strip(same[0][0]) == strip(same[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(same[0][1], same[1][1]))
+    two = [_update_once(tiny_model, lr=1e-2, mini_batches=2, entropy_from=e) for e in ("scoring", "current")]
+    # The first mini-batch is the same; the second's threshold comes from entropies after one update.
+    assert two[0][0]["fork/tau"] != two[1][0]["fork/tau"]
