@@ -10,8 +10,16 @@ blow-ups (each worker also runs under an address-space limit).
 Workers are started with the "forkserver" method (or "spawn" where there is
 no forkserver), never plain fork: the trainer has torch, CUDA and threads.
 The forkserver preloads sympy and this package, so replacing a killed worker
-costs milliseconds, not a fresh sympy import. The pool is created lazily on
-first use, reused across calls, and shut down at interpreter exit.
+costs milliseconds, not a fresh sympy import. A daemonic process (a
+multiprocessing.Pool or DataLoader worker) may not start multiprocessing
+children, so there the workers are plain subprocesses of the same interpreter
+speaking the same protocol over pipes; the deadline holds the same way. The
+pool is created lazily on first use, reused across calls, and shut down at
+interpreter exit.
+
+If no worker can start at all, the pool says so: ``warm_up()`` raises
+``RuntimeError`` and the first affected call warns (``RuntimeWarning``) before
+its pairs score False, instead of a silent collapse of the reward.
 """
 from __future__ import annotations
 
@@ -21,10 +29,17 @@ import multiprocessing as mp
 import os
 import sys
 import threading
+import pickle
+import struct
+import subprocess
 import time
+import warnings
 from collections import deque
 from multiprocessing.connection import wait
 
+START_METHOD = "auto"
+"""How workers start: "auto" (forkserver, or subprocesses inside a daemonic process),
+"forkserver" or "subprocess"."""
 STARTUP_TIMEOUT = 120.0
 """Seconds a new worker may take to import sympy before it is given up on."""
 WORKER_MEMORY_BYTES = 3 << 30
@@ -100,13 +115,85 @@ def _without_main_module():
             main.__dict__.update(saved)
 
 
+class _PipeConn:
+    """A multiprocessing-Connection look-alike over a pair of byte pipes: length-prefixed pickles
+    (both ends are this package; the pickles carry only tuples of str, int and bool)."""
+
+    def __init__(self, reader, writer):
+        self._r, self._w = reader, writer
+
+    def fileno(self):
+        return self._r.fileno()
+
+    def send(self, obj):
+        data = pickle.dumps(obj)
+        self._w.write(struct.pack("<I", len(data)) + data)
+        self._w.flush()
+
+    def recv(self):
+        head = self._r.read(4)
+        if len(head) < 4:
+            raise EOFError
+        (n,) = struct.unpack("<I", head)
+        data = self._r.read(n)
+        if len(data) < n:
+            raise EOFError
+        return pickle.loads(data)
+
+    def close(self):
+        for f in (self._r, self._w):
+            with contextlib.suppress(OSError, ValueError):
+                f.close()
+
+
+class _Subprocess:
+    """The Process methods the pool uses, for a worker started with subprocess."""
+
+    def __init__(self, popen):
+        self.popen = popen
+
+    def is_alive(self):
+        return self.popen.poll() is None
+
+    def kill(self):
+        with contextlib.suppress(OSError):
+            self.popen.kill()
+
+    def join(self, timeout=None):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout)
+
+
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SUBPROCESS_CODE = (f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
+                    "from math_verify.runner import _stdio_worker; _stdio_worker()")
+
+
+def _stdio_worker():
+    """Entry point of a subprocess worker: the protocol on stdin/stdout, anything printed to stderr."""
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    _worker_main(_PipeConn(sys.stdin.buffer, out))
+
+
+def _use_subprocess():
+    if START_METHOD != "auto":
+        return START_METHOD == "subprocess"
+    return mp.current_process().daemon  # "daemonic processes are not allowed to have children"
+
+
 class _Worker:
     def __init__(self, ctx):
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child,), daemon=True)
-        with _without_main_module():
-            self.proc.start()
-        child.close()
+        if ctx is None:
+            popen = subprocess.Popen([sys.executable, "-c", _SUBPROCESS_CODE], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, close_fds=True)
+            self.conn, self.proc = _PipeConn(popen.stdout, popen.stdin), _Subprocess(popen)
+        else:
+            self.conn, child = ctx.Pipe()
+            self.proc = ctx.Process(target=_worker_main, args=(child,), daemon=True)
+            with _without_main_module():
+                self.proc.start()
+            child.close()
         self.ready = False
         self.started = time.monotonic()
         self.task: int | None = None
@@ -141,14 +228,17 @@ class Pool:
 
     def __init__(self):
         self._ctx = None
+        self._started = False
         self._workers: list[_Worker] = []
+        self.failure: str | None = None  # why no worker could start, once that has happened
+        self._warned = False
         self._lock = threading.Lock()
         self.killed = 0  # workers killed for missing their deadline (for tests and logs)
         self._pid = os.getpid()
 
     def _resize(self, n: int) -> None:
-        if self._ctx is None:
-            self._ctx = _context()
+        if not self._started:
+            self._ctx, self._started = (None if _use_subprocess() else _context()), True
         for w in [w for w in self._workers if not w.proc.is_alive()]:
             self._replace(w)
         while len(self._workers) < n:
@@ -177,9 +267,14 @@ class Pool:
         results = [False] * len(tasks)
         if not tasks:
             return results
-        self._resize(workers)
+        try:
+            self._resize(workers)
+        except Exception as e:  # e.g. no process can be started here at all
+            self._fail(f"the worker pool cannot start: {type(e).__name__}: {e}")
+            return results
+        self.failure = None  # judged afresh on every call
         todo = deque(range(len(tasks)))
-        busy = 0
+        busy, startup_deaths = 0, 0
         while todo or busy:
             now = time.monotonic()
             for w in self._workers:
@@ -205,6 +300,12 @@ class Pool:
                     except (EOFError, OSError):  # the worker died: its pair scores False
                         if w.task is not None:
                             busy -= 1
+                        elif not w.ready:
+                            startup_deaths += 1
+                        if startup_deaths >= 3 * len(self._workers) and not any(x.ready for x in self._workers):
+                            self._fail(f"every worker died before it was ready ({startup_deaths} tries)")
+                            todo.clear()
+                            break
                         self._replace(w)
                         continue
                     if msg[0] == "ready":
@@ -220,8 +321,20 @@ class Pool:
                 elif not w.ready and now >= w.started + STARTUP_TIMEOUT:
                     self._replace(w)
                     if all(not x.ready for x in self._workers) and todo:
+                        self._fail(f"no worker became ready within {STARTUP_TIMEOUT:.0f} s")
                         todo.clear()  # no worker can start: everything left scores False
+            if self.failure and not busy:
+                break
         return results
+
+    def _fail(self, reason: str) -> None:
+        """Remember that the pool cannot work, and say so once: a reward that silently
+        scores everything False would look like a model that never answers right."""
+        self.failure = reason
+        if not self._warned:
+            self._warned = True
+            warnings.warn(f"math_verify: {reason}; pairs that need sympy score False", RuntimeWarning,
+                          stacklevel=4)
 
     def close(self) -> None:
         if self._pid != os.getpid():
@@ -254,5 +367,12 @@ def get_pool() -> Pool:
 
 
 def warm_up(workers: int | None = None) -> None:
-    """Start the pool now (about 1-2 s) instead of on the first pair that needs sympy."""
-    get_pool().run([("judge", "\\sqrt{4}", "2")], STARTUP_TIMEOUT, workers or default_workers())
+    """Start the pool now (about 1-2 s) instead of on the first pair that needs sympy.
+
+    Raises RuntimeError if the workers cannot run here, with the reason."""
+    pool = get_pool()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # raised below instead
+        ok = pool.run([("judge", "\\sqrt{4}", "2")], STARTUP_TIMEOUT, workers or default_workers())
+    if not ok[0]:
+        raise RuntimeError(f"math_verify: the worker pool cannot judge pairs here: {pool.failure or 'no answer'}")

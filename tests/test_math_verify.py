@@ -336,6 +336,88 @@ def test_warm_up_starts_workers_that_then_answer():
     assert verify("\\boxed{\\binom{6}{3}}", "20") is True
 
 
+# ----------------------------------------------------------------------------- calling contexts
+# Pairs that need the sympy workers (not the in-process cheap path), right and wrong, and a cheap one.
+CONTEXT_PAIRS = [("\\boxed{\\cfrac{1}{3}}", "\\frac{1}{3}"), ("\\boxed{\\sqrt{8}}", "2\\sqrt{2}"),
+                 ("\\boxed{\\sqrt{8}}", "3"), ("\\boxed{12}", "12")]
+CONTEXT_VERDICTS = [True, True, False, True]
+_CONTEXT_SCRIPT = r"""
+import json, multiprocessing as mp, resource, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from math_verify import verify, verify_batch, warm_up
+from math_verify.runner import get_pool
+
+def run(pairs):
+    verdicts = [verify(c, g) for c, g in pairs] + verify_batch(pairs)
+    warm_up(1)
+    start = time.monotonic()
+    stuck = get_pool().run([("_sleep", 60, None), ("judge", "2^{10}", "1024")], 0.5, 2)
+    return verdicts, stuck, time.monotonic() - start
+
+def child(q, pairs):
+    q.put(run(pairs))
+
+if __name__ == "__main__":
+    kind, pairs = sys.argv[2], json.loads(sys.argv[3])
+    if kind == "thread":
+        out = []
+        t = threading.Thread(target=lambda: out.append(run(pairs)))
+        t.start(); t.join()
+        out = out[0]
+    elif kind == "daemonic":  # a multiprocessing.Pool worker is a daemonic process
+        with mp.get_context("spawn").Pool(1) as pool:
+            out = pool.apply(run, (pairs,))
+    elif kind == "forked":
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        p = ctx.Process(target=child, args=(q, pairs))
+        p.start(); out = q.get(timeout=120); p.join()
+    else:  # a low address-space limit, below the workers' own 3 GiB
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+        out = run(pairs)
+    print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("kind", ["thread", "daemonic", "forked", "low-rlimit"])
+def test_same_verdicts_and_deadline_from_any_calling_context(kind, tmp_path):
+    import json
+    script = tmp_path / "context.py"
+    script.write_text(_CONTEXT_SCRIPT)
+    root = str(Path(__file__).resolve().parent.parent)
+    proc = subprocess.run([sys.executable, str(script), root, kind, json.dumps(CONTEXT_PAIRS)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    verdicts, stuck, seconds = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert verdicts == CONTEXT_VERDICTS * 2  # verify, then verify_batch
+    assert stuck == [False, True] and seconds < 0.5 + SLACK_S  # the stuck pair was killed at its deadline
+    assert "RuntimeWarning" not in proc.stderr
+
+
+def test_verdicts_in_this_process_match_the_context_table():
+    assert [verify(c, g) for c, g in CONTEXT_PAIRS] == CONTEXT_VERDICTS
+
+
+def test_a_pool_whose_workers_cannot_start_says_so_instead_of_scoring_false_silently(monkeypatch):
+    from math_verify import runner, warm_up
+    monkeypatch.setattr(runner, "START_METHOD", "subprocess")
+    monkeypatch.setattr(runner, "_SUBPROCESS_CODE", "import sys; sys.exit(3)")  # every worker dies at start
+    pool = runner.Pool()
+    try:
+        with pytest.warns(RuntimeWarning, match="every worker died before it was ready"):
+            assert pool.run([("judge", "\\sqrt{8}", "2\\sqrt{2}")], timeout=5.0, workers=2) == [False]
+        assert "died before it was ready" in pool.failure
+    finally:
+        pool.close()
+    monkeypatch.setattr(runner, "_POOL", runner.Pool())
+    monkeypatch.setattr(runner, "_POOL_PID", os.getpid())
+    try:
+        with pytest.raises(RuntimeError, match="the worker pool cannot judge pairs here: every worker died"):
+            warm_up(workers=1)
+    finally:
+        runner._POOL.close()
+
+
 # ----------------------------------------------------------------------------- safety of the package itself
 def test_package_source_calls_no_string_evaluator():
     banned = ["sym" + "pify", "parse" + "_expr", "ev" + "al", "ex" + "ec", "lamb" + "dify", "parse" + "_latex"]
