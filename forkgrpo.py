@@ -1009,17 +1009,24 @@ class Policy(nn.Module):
     root's parameters (embeddings, head) are gathered for it like for any forward.
     """
 
-    def __init__(self, lm):
+    def __init__(self, lm, activation_checkpointing=False):
         super().__init__()
-        self.lm = lm
+        self.lm, self.activation_checkpointing = lm, activation_checkpointing
 
     def forward(self, input_ids, attention_mask, response_mask=None, temperature=1.0, generate=None):
+        # transformers recomputes a decoder layer in backward only while layer.training is set, and
+        # from_pretrained leaves the model in eval mode. train() would also turn on dropout, and a
+        # checkpointing layer drops the KV cache of generation: so only the layers' own flag is set,
+        # and only for forwards that will run backward.
+        recompute = self.activation_checkpointing and generate is None and torch.is_grad_enabled()
+        for layer in self.lm.model.layers:
+            layer.training = recompute
         if generate is not None:  # a transformers GenerationConfig
             return self.lm.generate(
                 input_ids=input_ids, attention_mask=attention_mask, generation_config=generate,
                 synced_gpus=dist.is_initialized() and dist.get_world_size() > 1,  # FSDP2: ranks step together
             )
-        hidden = self.lm.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        hidden = self.lm.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state  # (B, T, H)
         select = response_mask  # (B, T-1): positions whose next token is a response token
         h = hidden[:, :-1][select]  # (n, H): only the rows we need, padding and prompt skipped
         targets = input_ids[:, 1:][select]  # (n,)
@@ -1045,7 +1052,7 @@ def load_policy(name, device, world, activation_checkpointing):
     lm.config.use_cache = True  # generation; training forwards pass no cache
     if activation_checkpointing:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    policy = Policy(lm).to(device)
+    policy = Policy(lm, activation_checkpointing).to(device)
     if world > 1 or device.type == "cuda":
         policy = shard(policy, device)
     return policy, tokenizer, path

@@ -514,3 +514,34 @@ def test_entropy_from_current_equals_scoring_with_one_mini_batch_and_rescores_af
     two = [_update_once(tiny_model, lr=1e-2, mini_batches=2, entropy_from=e) for e in ("scoring", "current")]
     # The first mini-batch is the same; the second's threshold comes from entropies after one update.
     assert two[0][0]["fork/tau"] != two[1][0]["fork/tau"]
+
+
+def test_activation_checkpointing_recomputes_every_layer_in_backward_with_the_same_gradients(tiny_model, tmp_path):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(0)  # a small vocabulary, so that greedy generation does not just repeat one token
+    LlamaForCausalLM(LlamaConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                 num_attention_heads=2, num_key_value_heads=2, head_dim=32)).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(tmp_path)
+    calls, grads, plain_generated = {}, {}, None
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(3, 300, (2, 12), generator=g)
+    response = torch.zeros(2, 11, dtype=torch.bool)
+    response[:, 4:] = True
+    for checkpointing in (False, True):
+        policy, _, _ = forkgrpo.load_policy(str(tmp_path), torch.device("cpu"), 1, checkpointing)
+        counts = [0] * len(policy.lm.model.layers)
+        for i, layer in enumerate(policy.lm.model.layers):
+            layer.mlp.register_forward_pre_hook(lambda module, args, i=i: counts.__setitem__(i, counts[i] + 1))
+        logp, _ = policy(ids, torch.ones_like(ids), response, 1.0)
+        logp.sum().backward()
+        calls[checkpointing], grads[checkpointing] = list(counts), [p.grad.clone() for p in policy.parameters()]
+        assert not policy.lm.model.layers[0].mlp.training  # dropout stays off: only the layer's own flag is set
+        from transformers import GenerationConfig
+        greedy = GenerationConfig(do_sample=False, max_new_tokens=8, pad_token_id=0)
+        generated = policy(ids[:1], torch.ones_like(ids[:1]), generate=greedy)
+        if checkpointing:  # generation keeps its KV cache, so it samples what it would without checkpointing
+            assert torch.equal(generated, plain_generated)
+        plain_generated = generated
+    assert calls[False] == [1, 1] and calls[True] == [2, 2]  # each layer ran again in backward
+    for plain, recomputed in zip(grads[False], grads[True]):
+        torch.testing.assert_close(recomputed, plain, rtol=1e-6, atol=1e-7)
