@@ -128,6 +128,8 @@ class Config:
     """prompts longer than this many tokens are skipped and counted, never truncated"""
     eval_size: int = 64
     """problems evaluated (the first ones of the eval set)"""
+    dedup: bool = True
+    """drop --data rows whose (prompt, answer) repeats an earlier row (DAPO-Math-17K as shipped repeats each problem about 100 times)"""
 
     # --- rollout ---
     rollout: str = "auto"
@@ -872,16 +874,29 @@ def encode_problems(problems, tokenizer, template, max_prompt_len):
 
 
 def load_datasets(cfg):
-    """(training problems, held-out problems): --data and --eval-data, or the built-in splits.
-
-    Read before the model loads, so that a bad file stops the run at once."""
+    """(training problems, held-out problems, duplicates dropped): --data and --eval-data, or the
+    built-in splits. Read before the model loads, so that a bad file stops the run at once."""
+    duplicates = 0
     if cfg.data:
         train, held_out = load_problems(cfg.data, cfg.prompt_key, cfg.answer_key, "--data"), []
+        if cfg.dedup:
+            train, duplicates = drop_duplicates(train)
     else:
         train, held_out = builtin_splits(cfg.eval_size, cfg.seed)
     if cfg.eval_data:
         held_out = load_problems(cfg.eval_data, cfg.prompt_key, cfg.answer_key, "--eval-data")
-    return train, held_out[: cfg.eval_size]
+    return train, held_out[: cfg.eval_size], duplicates
+
+
+def drop_duplicates(problems):
+    """The problems without rows whose (prompt, answer) repeats an earlier one, and how many went."""
+    seen, unique = set(), []
+    for p in problems:
+        key = (json.dumps(p["prompt"], sort_keys=True), p["answer"])
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique, len(problems) - len(unique)
 
 
 # ======================================================================================
@@ -1047,6 +1062,7 @@ def load_policy(name, device, world, activation_checkpointing):
         lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)  # float32 master weights
     except (OSError, ValueError) as e:  # not a model folder, or a hub id that cannot be fetched
         raise InputError(f"--model {name}: cannot load it ({str(e).strip().splitlines()[0]})") from None
+    check_plain_lm_head(lm, name)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     lm.config.use_cache = True  # generation; training forwards pass no cache
@@ -1056,6 +1072,20 @@ def load_policy(name, device, world, activation_checkpointing):
     if world > 1 or device.type == "cuda":
         policy = shard(policy, device)
     return policy, tokenizer, path
+
+
+def check_plain_lm_head(lm, name):
+    """Refuse a model whose logits are not hidden @ lm_head.weight.T: the chunked log-prob and
+    entropy code computes exactly that, and would be silently wrong for the others."""
+    config = getattr(lm.config, "text_config", None) or lm.config
+    for attr, neutral in (("final_logit_softcapping", None), ("logit_scale", None), ("logits_scaling", 1.0)):
+        value = getattr(config, attr, neutral)
+        if value is not None and value != neutral:
+            raise InputError(f"--model {name}: config.{attr} = {value} transforms the logits, which forkgrpo's "
+                             "chunked log-probs and entropies do not apply; this model is not supported yet")
+    if getattr(lm.get_output_embeddings(), "bias", None) is not None:
+        raise InputError(f"--model {name}: the LM head has a bias, which forkgrpo's chunked log-probs and "
+                         "entropies do not add; this model is not supported yet")
 
 
 def shard(policy, device):
@@ -1867,7 +1897,7 @@ def main(argv=None):
             raise InputError(f"--vllm-tp ({cfg.vllm_tp}) must divide the number of ranks ({world})")
         if cfg.prompts_per_step % world:
             raise InputError(f"--prompts-per-step ({cfg.prompts_per_step}) must be a multiple of the number of ranks ({world})")
-        train_set, eval_set = load_datasets(cfg)
+        train_set, eval_set, duplicates = load_datasets(cfg)
         out_dir, lock = claim_out_dir(cfg, rank, world)
         torch.manual_seed(cfg.seed)
         policy, tokenizer, model_path = load_policy(cfg.model, device, world, cfg.activation_checkpointing)
@@ -1887,7 +1917,8 @@ def main(argv=None):
         if start > 0:
             engine.sync_weights(full_named_parameters(policy))  # the engine loaded the initial weights
         log = MetricsLog(out_dir, rank, start)
-        log.note(f"{len(train_set)} training prompts ({skipped} skipped over --max-prompt-len), "
+        log.note(f"{len(train_set)} training prompts ({skipped} skipped over --max-prompt-len, {duplicates} duplicates "
+                 "dropped), "
                  f"{len(eval_set)} eval prompts ({eval_skipped} skipped), {world} rank(s) on {device}, "
                  f"rollout {type(engine).__name__}" + (f", resumed at step {start}" if start else ""))
         if cfg.prompts_per_step > len(train_set):

@@ -172,6 +172,18 @@ def test_bad_data_file_gets_an_error_naming_file_and_line(tmp_path, content, suf
         assert str(path) in str(e.value)
 
 
+def test_repeated_rows_of_a_data_file_are_dropped_unless_no_dedup(tmp_path):
+    rows = [{"prompt": [{"role": "user", "content": q}], "answer": a}
+            for q, a in [("2+3?", "5"), ("2+3?", "5"), ("2+3?", "6"), ("1+1?", "2"), ("2+3?", "5")]]
+    data = write(tmp_path / "d.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    cfg = forkgrpo.Config(data=data, answer_key="answer")
+    train, _, dropped = forkgrpo.load_datasets(cfg)
+    assert dropped == 2 and [(p["prompt"][0]["content"], p["answer"]) for p in train] == [
+        ("2+3?", "5"), ("2+3?", "6"), ("1+1?", "2")]  # first occurrences, in file order
+    train, _, dropped = forkgrpo.load_datasets(forkgrpo.Config(data=data, answer_key="answer", dedup=False))
+    assert dropped == 0 and len(train) == 5
+
+
 def test_dapo_layout_loads_as_shipped_from_jsonl_and_parquet(tmp_path):
     rows = [{"prompt": [{"role": "user", "content": "What is 2+3?"}], "reward_model": {"ground_truth": "5"}},
             {"prompt": [{"role": "user", "content": "What is 10-4?"}], "reward_model": {"ground_truth": 6}}]
@@ -545,3 +557,19 @@ def test_activation_checkpointing_recomputes_every_layer_in_backward_with_the_sa
     assert calls[False] == [1, 1] and calls[True] == [2, 2]  # each layer ran again in backward
     for plain, recomputed in zip(grads[False], grads[True]):
         torch.testing.assert_close(recomputed, plain, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("attr, value", [("final_logit_softcapping", 30.0), ("logit_scale", 0.0625),
+                                         ("logits_scaling", 8.0), ("bias", True)])
+def test_a_model_whose_logits_are_not_hidden_times_the_head_is_refused(attr, value):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, head_dim=16)
+    lm = LlamaForCausalLM(cfg)
+    forkgrpo.check_plain_lm_head(lm, "tiny")  # the plain model passes
+    if attr == "bias":
+        lm.lm_head = torch.nn.Linear(32, 64, bias=True)
+    else:
+        setattr(lm.config, attr, value)
+    with pytest.raises(forkgrpo.InputError, match=f"--model tiny: {'the LM head has a bias' if attr == 'bias' else f'config.{attr} = {value}'}"):
+        forkgrpo.check_plain_lm_head(lm, "tiny")
