@@ -373,7 +373,8 @@ def test_a_second_run_on_a_busy_out_dir_is_refused_while_the_first_finishes_clea
     import time
     data = write(tmp_path / "two.jsonl", '{"prompt": "1+1?", "answer": "2"}\n{"prompt": "2+2?", "answer": "4"}\n')
     out = tmp_path / "out"
-    args = ["--model", str(tiny_model), "--out-dir", str(out), "--steps", "2", *TINY, "--data", data, "--answer-key", "answer"]
+    # 4 steps keep the first run busy for several seconds after it takes the folder, while the second starts.
+    args = ["--model", str(tiny_model), "--out-dir", str(out), "--steps", "4", *TINY, "--data", data, "--answer-key", "answer"]
     import os
     import sys
     from conftest import ROOT, WORKER
@@ -388,7 +389,7 @@ def test_a_second_run_on_a_busy_out_dir_is_refused_while_the_first_finishes_clea
     assert first.returncode == 0, stderr[-3000:]
     assert second.returncode == 2 and "another run (pid" in second.stderr and "is using this folder" in second.stderr
     assert "Traceback" not in second.stderr
-    assert [m["step"] for m in train_lines(read_metrics(out))] == [1, 2]  # each step logged once
+    assert [m["step"] for m in train_lines(read_metrics(out))] == [1, 2, 3, 4]  # each step logged once
     assert "exceeds the 2 training prompts, so each step repeats some of them" in stdout
     assert not (out / ".lock").exists()  # released at exit
 
