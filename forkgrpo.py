@@ -292,6 +292,7 @@ class InputError(ValueError):
 # GRPO (arXiv 2402.03300).
 # ======================================================================================
 
+
 def token_entropy(logits, temperature=1.0):
     """Entropy of the full-vocabulary distribution softmax(logits / T) at each position.
 
@@ -1455,6 +1456,10 @@ class Batch:
     old_logp: torch.Tensor = None  # (B, T-1) float32, set by score()
     entropy: torch.Tensor = None  # (B, T-1) float32, H_t, set by score()
 
+    def rows(self, r, width):
+        """The policy's inputs for rows r, cut to `width` columns: input_ids, attention_mask, response_mask."""
+        return self.input_ids[r, :width], self.attention_mask[r, :width], self.response_mask[r, : width - 1]
+
 
 def make_batch(groups, pad_id, device, group_size, scale_by_std):
     """The rows of every group's responses, each after its prompt, with group-relative advantages.
@@ -1487,6 +1492,13 @@ def micro_batches(rows, size, attention_mask):
 
 
 @torch.no_grad()
+def _score_rows(policy, batch, rows, micro_batch_size, temperature, old_logp, entropy):
+    """Fill old_logp and entropy, both (B, T-1), at `rows`: a no-grad pass, micro-batch by micro-batch."""
+    for r, width in micro_batches(rows, micro_batch_size, batch.attention_mask):
+        old_logp[r, : width - 1], entropy[r, : width - 1] = policy(*batch.rows(r, width), temperature)
+
+
+@torch.no_grad()
 def score(policy, batch, micro_batch_size, temperature, group):
     """The scoring pass: old log-probs and entropies of every response token, no gradient.
 
@@ -1496,9 +1508,7 @@ def score(policy, batch, micro_batch_size, temperature, group):
     valid = batch.response_mask
     old_logp = torch.zeros(valid.shape, device=valid.device)  # (B, T-1)
     entropy = torch.zeros(valid.shape, device=valid.device)  # (B, T-1)
-    for r, width in micro_batches(torch.arange(len(batch.input_ids)), micro_batch_size, batch.attention_mask):
-        lp, h = policy(batch.input_ids[r, :width], batch.attention_mask[r, :width], valid[r, : width - 1], temperature)
-        old_logp[r, : width - 1], entropy[r, : width - 1] = lp, h
+    _score_rows(policy, batch, torch.arange(len(batch.input_ids)), micro_batch_size, temperature, old_logp, entropy)
     e = entropy[valid]  # (n,)
     local = {"sum": e.sum(), "below": (e < 0.01).sum().float(), "count": valid.sum().float()}
     for q in (50, 80, 95):  # exact percentiles: the threshold of the forking mask with rho = 1 - q
@@ -1536,15 +1546,12 @@ def update_policy(cfg, policy, optimizer, batch, step, rank, world, group):
     minis = torch.tensor_split(rows, min(cfg.mini_batches, len(rows)))
     mask = torch.zeros_like(batch.response_mask)  # (B, T-1), filled one mini-batch at a time
     entropy = batch.entropy.clone()  # (B, T-1), re-scored per mini-batch with --entropy-from current
+    tau_key = {"top": "tau/min", "bottom": "tau/max"}.get(cfg.fork_mode)  # the edge of the selection
     out, selected, valid, skipped = collections.defaultdict(float), 0.0, 0.0, 0
     bar = tqdm(total=len(rows), desc="update", unit="seq", leave=False, disable=rank != 0)
     for i, mb in enumerate(minis):
         if i > 0 and cfg.entropy_from == "current":  # the training policy's entropies, after i updates
-            with torch.no_grad():
-                for r, width in micro_batches(mb, cfg.micro_batch_size, batch.attention_mask):
-                    _, h = policy(batch.input_ids[r, :width], batch.attention_mask[r, :width],
-                                  batch.response_mask[r, : width - 1], cfg.temperature)
-                    entropy[r, : width - 1] = h
+            _score_rows(policy, batch, mb, cfg.micro_batch_size, cfg.temperature, torch.empty_like(entropy), entropy)
         # 5. Forking mask over the whole mini-batch on all ranks.
         gen = torch.Generator(device=entropy.device).manual_seed(derive_seed(cfg.seed, "fork", step, i, rank))
         mask[mb] = forking_token_mask(entropy[mb], batch.response_mask[mb], cfg.rho, cfg.fork_mode, group, gen)
@@ -1553,13 +1560,12 @@ def update_policy(cfg, policy, optimizer, batch, step, rank, world, group):
         count = (mask[mb] if cfg.loss_norm == "selected" else batch.response_mask[mb]).sum().float()
         num_tokens = all_reduce(count)
         local = {k: torch.zeros(()) for k in ("loss", "selected", "valid", *TOKEN_MEAN_KEYS)}
-        if cfg.fork_mode != "random":  # tau: the entropy threshold this mask applied
-            top = cfg.fork_mode == "top"
-            edge = torch.where(mask[mb], entropy[mb], math.inf if top else -math.inf)
-            local["tau/min" if top else "tau/max"] = (edge.min() if top else edge.max()).cpu()
+        if tau_key == "tau/min":  # tau: the entropy threshold this mask applied
+            local[tau_key] = torch.where(mask[mb], entropy[mb], math.inf).min().cpu()
+        elif tau_key == "tau/max":
+            local[tau_key] = torch.where(mask[mb], entropy[mb], -math.inf).max().cpu()
         for r, width in micro_batches(mb, cfg.micro_batch_size, batch.attention_mask):
-            logp, _ = policy(batch.input_ids[r, :width], batch.attention_mask[r, :width],
-                             batch.response_mask[r, : width - 1], cfg.temperature)
+            logp, _ = policy(*batch.rows(r, width), cfg.temperature)
             loss, m = policy_loss(logp, batch.old_logp[r, : width - 1], batch.advantages[r], mask[r, : width - 1],
                                   cfg.eps_low, cfg.eps_high, num_tokens, cfg.clip_ratio_c)
             loss.backward()
@@ -1582,8 +1588,8 @@ def update_policy(cfg, policy, optimizer, batch, step, rank, world, group):
         for k in TOKEN_MEAN_KEYS:
             out[k] += float(s[k] / s["selected"].clamp_min(1)) / len(minis)
         out["train/grad_norm"] += float(grad_norm) / len(minis)
-        if "tau/min" in s or "tau/max" in s:
-            out["fork/tau"] += float(s.get("tau/min", s.get("tau/max"))) / len(minis)
+        if tau_key:
+            out["fork/tau"] += float(s[tau_key]) / len(minis)
         selected, valid = selected + float(s["selected"]), valid + float(s["valid"])
     bar.close()
     seconds = time.perf_counter() - start
