@@ -194,6 +194,8 @@ class Config:
     """sequences per forward/backward on each rank (memory only: the gradient does not change)"""
 
     # --- system ---
+    dtype: str = "auto"
+    """compute dtype of the trainer and vLLM: "auto" (bfloat16 on CUDA, float32 on CPU), "bfloat16", "float32"; weights and optimizer state stay float32"""
     seed: int = 0
     """seeds data order, sampling and the random fork mode; a run is reproducible on CPU"""
     out_dir: str = "runs/forkgrpo"
@@ -206,6 +208,8 @@ class Config:
     """k samples per eval problem for the sampled accuracy (paper's Acc@16: 16)"""
     save_every: int = 0
     """checkpoint every this many steps (and on Ctrl-C); 0: only on Ctrl-C"""
+    save_hf_every: int = 0
+    """keep a transformers snapshot of the policy in out_dir/hf/step_N every this many steps (for experiments/overlap.py); 0: none"""
     resume: str = ""
     """a checkpoint folder to resume from, or "auto" for the latest in out_dir; only a run with the same options continues"""
     verify_timeout: float = 5.0
@@ -218,6 +222,7 @@ CHOICES = {
     "fork_mode": ("top", "bottom", "random"),
     "loss_norm": ("selected", "all"),
     "entropy_from": ("scoring", "current"),
+    "dtype": ("auto", "bfloat16", "float32"),
 }
 
 
@@ -1038,7 +1043,7 @@ class Policy(nn.Module):
         super().__init__()
         self.lm, self.activation_checkpointing = lm, activation_checkpointing
 
-    def forward(self, input_ids, attention_mask, response_mask=None, temperature=1.0, generate=None):
+    def forward(self, input_ids, attention_mask, select=None, temperature=1.0, generate=None):
         # transformers recomputes a decoder layer in backward only while layer.training is set, and
         # from_pretrained leaves the model in eval mode. train() would also turn on dropout, and a
         # checkpointing layer drops the KV cache of generation: so only the layers' own flag is set,
@@ -1052,7 +1057,8 @@ class Policy(nn.Module):
                 synced_gpus=dist.is_initialized() and dist.get_world_size() > 1,  # FSDP2: ranks step together
             )
         hidden = self.lm.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state  # (B, T, H)
-        select = response_mask  # (B, T-1): positions whose next token is a response token
+        # select (B, T-1): the positions whose next token's log-prob is wanted (response tokens, or
+        # only the forking tokens in the update)
         h = hidden[:, :-1][select]  # (n, H): only the rows we need, padding and prompt skipped
         targets = input_ids[:, 1:][select]  # (n,)
         # Inside forward, FSDP2 has gathered the head: a plain tensor here.
@@ -1062,8 +1068,16 @@ class Policy(nn.Module):
         return zeros.masked_scatter(select, logp), zeros.masked_scatter(select, entropy)
 
 
-def load_policy(name, device, world, activation_checkpointing):
-    """Policy and tokenizer; sharded with FSDP2 (bf16 compute on CUDA) when distributed."""
+def compute_dtype(option, device):
+    """The torch dtype of --dtype: auto is bfloat16 on CUDA, float32 on CPU (bf16 matmuls are slow on most CPUs)."""
+    if option == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, option)
+
+
+def load_policy(name, device, world, activation_checkpointing, dtype=torch.float32):
+    """Policy and tokenizer; sharded with FSDP2 on CUDA, under torchrun, or for a compute dtype
+    other than float32 (FSDP2's mixed precision casts the float32 weights for each forward)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model(name)
@@ -1079,8 +1093,8 @@ def load_policy(name, device, world, activation_checkpointing):
     if activation_checkpointing:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     policy = Policy(lm, activation_checkpointing).to(device)
-    if world > 1 or device.type == "cuda":
-        policy = shard(policy, device)
+    if world > 1 or device.type == "cuda" or dtype != torch.float32:
+        policy = shard(policy, device, dtype)
     return policy, tokenizer, path
 
 
@@ -1098,15 +1112,17 @@ def check_plain_lm_head(lm, name):
                          "entropies do not add; this model is not supported yet")
 
 
-def shard(policy, device):
-    """FSDP2: each decoder layer, then the root (the PyTorch FSDP2 example's recipe)."""
+def shard(policy, device, dtype):
+    """FSDP2: each decoder layer, then the root (the PyTorch FSDP2 example's recipe), computing in
+    `dtype` and reducing gradients in float32; CPU runs the same code on gloo."""
     from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
     if not dist.is_initialized():  # one GPU without torchrun: a one-process group
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
-        dist.init_process_group("nccl", rank=0, world_size=1, device_id=device)
-    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if device.type == "cuda" else None
+        cuda = device.type == "cuda"
+        dist.init_process_group("nccl" if cuda else "gloo", rank=0, world_size=1, device_id=device if cuda else None)
+    mp = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32) if dtype != torch.float32 else None
     kwargs = {"mp_policy": mp} if mp else {}
     for layer in policy.lm.model.layers:
         fully_shard(layer, **kwargs)
@@ -1157,7 +1173,7 @@ class VLLMRollout:
     executor creates a 1-rank default process group; shutdown destroys the default process group.
     """
 
-    def __init__(self, model_dir, *, seed, max_model_len, eos_token_ids, gpu_memory_utilization=0.5,
+    def __init__(self, model_dir, *, seed, max_model_len, eos_token_ids, dtype="float32", gpu_memory_utilization=0.5,
                  tensor_parallel_size=1, kv_cache_bytes=512 * 2**20):
         on_gpu = torch.cuda.is_available()
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # external_launcher requires it; we pass tensors
@@ -1167,7 +1183,7 @@ class VLLMRollout:
         else:
             os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))  # keep the trainer's threads
             # Without a bound the CPU build reserves a large share of RAM (13 GiB seen on 24 GiB).
-            memory = {"kv_cache_memory_bytes": kv_cache_bytes, "dtype": "float32"}  # auto = bf16: slow on AVX2
+            memory = {"kv_cache_memory_bytes": kv_cache_bytes}
             # vLLM 0.32.0: a partly prefilled request's seeded generator is rewound with set_offset,
             # which CPU generators lack (RuntimeError): never split a prompt across steps.
             memory.update(enable_chunked_prefill=False, max_num_batched_tokens=max(max_model_len, 8192))
@@ -1189,6 +1205,7 @@ class VLLMRollout:
             logprobs_mode="processed_logprobs",  # log-probs of the distribution sampled from (after T, top-p)
             enforce_eager=True,  # CUDA graphs and compilation cost time and memory the trainer needs
             skip_tokenizer_init=True,  # the trainer tokenizes and decodes; the engine sees token ids
+            dtype=dtype,  # the trainer's compute dtype, so that the log-probs of both agree
             **memory,
         )
 
@@ -1340,7 +1357,7 @@ def make_engine(cfg, policy, tokenizer, model_path, eos, rank):
     return VLLMRollout(
         model_path, seed=derive_seed(cfg.seed, "vllm", rank // cfg.vllm_tp),  # one seed per engine
         max_model_len=cfg.max_prompt_len + cfg.max_new_tokens,
-        eos_token_ids=eos, gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+        eos_token_ids=eos, dtype=str(compute_dtype(cfg.dtype, next(policy.parameters()).device)).removeprefix("torch."), gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
         tensor_parallel_size=cfg.vllm_tp,
     )
 
@@ -1565,7 +1582,10 @@ def update_policy(cfg, policy, optimizer, batch, step, rank, world, group):
         elif tau_key == "tau/max":
             local[tau_key] = torch.where(mask[mb], entropy[mb], -math.inf).max().cpu()
         for r, width in micro_batches(mb, cfg.micro_batch_size, batch.attention_mask):
-            logp, _ = policy(*batch.rows(r, width), cfg.temperature)
+            input_ids, attention_mask, _ = batch.rows(r, width)
+            # Only the selected positions go through the LM head: the loss needs no other log-prob,
+            # and at rho = 0.2 that skips about 80% of the head's forward and backward.
+            logp, _ = policy(input_ids, attention_mask, mask[r, : width - 1], cfg.temperature)
             loss, m = policy_loss(logp, batch.old_logp[r, : width - 1], batch.advantages[r], mask[r, : width - 1],
                                   cfg.eps_low, cfg.eps_high, num_tokens, cfg.clip_ratio_c)
             loss.backward()
@@ -1706,7 +1726,7 @@ def load_checkpoint(path, policy, optimizer, run):
 
 # Options that may change when a run resumes: its length, its schedule of saves and evaluations,
 # and settings of memory and speed that leave the computed update unchanged.
-MAY_CHANGE_ON_RESUME = ("steps", "save_every", "eval_every", "resume", "out_dir", "overwrite", "verify_timeout",
+MAY_CHANGE_ON_RESUME = ("steps", "save_every", "save_hf_every", "eval_every", "resume", "out_dir", "overwrite", "verify_timeout",
                         "rollout", "vllm_tp", "vllm_gpu_memory_utilization", "micro_batch_size",
                         "activation_checkpointing")
 
@@ -1716,7 +1736,7 @@ def run_options(cfg):
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in MAY_CHANGE_ON_RESUME}
 
 
-RUN_FILES = ("metrics.jsonl", "checkpoints", "final")
+RUN_FILES = ("metrics.jsonl", "checkpoints", "final", "hf")
 
 
 def holds_run(folder):
@@ -1797,7 +1817,7 @@ def _claim_out_dir(cfg):
         _release(lock)
         raise InputError(f"--resume auto: {out} holds an earlier run but no checkpoint to continue from; "
                          "start a new run in another --out-dir, or replace it with --overwrite")
-    stale = [*ckpts.glob("step_*.tmp"), *out.glob("final.tmp")]  # left by a kill during a save
+    stale = [*ckpts.glob("step_*.tmp"), *out.glob("final.tmp"), *out.glob("hf/step_*.tmp")]  # left by a kill during a save
     for folder in stale:
         shutil.rmtree(folder, ignore_errors=True)
     if stale:
@@ -1915,7 +1935,8 @@ def main(argv=None):
         train_set, eval_set, duplicates = load_datasets(cfg)
         out_dir, lock = claim_out_dir(cfg, rank, world)
         torch.manual_seed(cfg.seed)
-        policy, tokenizer, model_path = load_policy(cfg.model, device, world, cfg.activation_checkpointing)
+        dtype = compute_dtype(cfg.dtype, device)
+        policy, tokenizer, model_path = load_policy(cfg.model, device, world, cfg.activation_checkpointing, dtype)
         eos = _eos_ids(tokenizer, policy.lm)
         train_set, skipped = encode_problems(train_set, tokenizer, cfg.template, cfg.max_prompt_len)
         eval_set, eval_skipped = encode_problems(eval_set, tokenizer, cfg.template, cfg.max_prompt_len)
@@ -1968,6 +1989,8 @@ def main(argv=None):
             done = step + 1
             if eval_set and ((cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps):
                 log.write({"step": done, **evaluate(cfg, engine, tokenizer, eval_set, rank, world)})
+            if cfg.save_hf_every and done % cfg.save_hf_every == 0:
+                save_final(policy, tokenizer, out_dir / "hf" / f"step_{done:06d}", rank)
             stopping = stop.agreed()
             if (cfg.save_every and done % cfg.save_every == 0) or stopping:
                 path = save_checkpoint(out_dir, done, policy, optimizer, stream.position, run_options(cfg), rank)

@@ -133,6 +133,29 @@ def test_vllm_rollout_trains_and_stays_in_sync(tiny_model, tmp_path, nproc, tp):
         assert m["train/grad_norm"] > 0
 
 
+def test_bfloat16_on_two_cpu_ranks_runs_fsdp2_mixed_precision_and_saves_float32(tiny_model, tmp_path):
+    """--dtype bfloat16 under torchrun on CPU: the FSDP2 MixedPrecisionPolicy path that CUDA runs,
+    with vLLM in bfloat16 too where it is installed; the final model keeps the float32 master weights."""
+    rollout = "vllm" if vllm_installed() else "hf"
+    run_ok(["--model", str(tiny_model), "--out-dir", str(tmp_path), "--steps", "2", "--dtype", "bfloat16",
+            "--eval-size", "0", *[a if a != "hf" else rollout for a in TINY]], nproc=2)
+    steps = train_lines(read_metrics(tmp_path))
+    assert [m["step"] for m in steps] == [1, 2]
+    for m in steps:
+        assert math.isfinite(m["loss/loss"]) and m["train/grad_norm"] > 0, m
+        if rollout == "vllm":
+            # bf16 in both engines: their kernels round differently (float32 agrees to 1e-4), but a
+            # broken sync or a dtype mix-up would be off by far more.
+            assert 0 < m["rollout/logp_mismatch_max"] < 0.1, m  # 8e-3 seen
+            assert m["rollout/logp_mismatch_mean"] < 0.01, m  # 1.3e-3 seen
+    from transformers import AutoModelForCausalLM
+    final = AutoModelForCausalLM.from_pretrained(tmp_path / "final")
+    assert {p.dtype for p in final.parameters()} == {torch.float32}
+    before = AutoModelForCausalLM.from_pretrained(tiny_model)
+    changed = [n for (n, a), b in zip(before.named_parameters(), final.parameters()) if not torch.equal(a, b)]
+    assert changed and all(torch.isfinite(p).all() for p in final.parameters())
+
+
 # --- bad input ---------------------------------------------------------------------------
 
 
@@ -574,3 +597,34 @@ def test_a_model_whose_logits_are_not_hidden_times_the_head_is_refused(attr, val
         setattr(lm.config, attr, value)
     with pytest.raises(forkgrpo.InputError, match=f"--model tiny: {'the LM head has a bias' if attr == 'bias' else f'config.{attr} = {value}'}"):
         forkgrpo.check_plain_lm_head(lm, "tiny")
+
+
+def test_update_through_the_forking_tokens_alone_has_the_gradient_of_the_full_response(tiny_model):
+    # The update feeds only the masked positions to the LM head; the loss must not change, so
+    # neither may the gradient of any parameter (head and embedding included).
+    policy, _, _ = forkgrpo.load_policy(str(tiny_model), torch.device("cpu"), 1, False)
+    g = torch.Generator().manual_seed(3)
+    vocab = policy.lm.config.vocab_size
+    ids = torch.randint(3, vocab, (4, 20), generator=g)
+    attention = torch.ones_like(ids)
+    attention[2:, 15:] = 0  # two rows right-padded
+    response = torch.zeros(4, 19, dtype=torch.bool)
+    response[:, 5:] = True
+    response &= attention[:, 1:].bool()
+    with torch.no_grad():
+        old_logp, entropy = policy(ids, attention, response, 1.0)
+    old_logp = old_logp + 0.05 * torch.randn(old_logp.shape, generator=g) * response  # ratios off 1: clipping acts
+    mask = forkgrpo.forking_token_mask(entropy, response, 0.2)
+    advantages = torch.tensor([1.0, -1.0, 0.5, -0.5])
+    grads = {}
+    for name, select in (("full", response), ("selected", mask)):
+        policy.zero_grad()
+        logp, _ = policy(ids, attention, select, 1.0)
+        loss, _ = forkgrpo.policy_loss(logp, old_logp, advantages, mask, num_tokens=int(mask.sum()))
+        loss.backward()
+        grads[name] = {n: p.grad.clone() for n, p in policy.named_parameters()}
+    assert 0 < int(mask.sum()) < int(response.sum())  # a real subset
+    for n, full in grads["full"].items():
+        # Equal up to float32 summation order (the head's gradient sums over fewer rows).
+        torch.testing.assert_close(grads["selected"][n], full, rtol=1e-4, atol=1e-5 * float(full.abs().max()), msg=n)
+    assert any(v.abs().sum() > 0 for v in grads["full"].values())
