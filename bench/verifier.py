@@ -3,6 +3,14 @@
     python bench/verifier.py                                      # this package only
     python bench/verifier.py --reference-python /work/refvenv/bin/python
     python -m math_verify.bench [...]                             # the same, from the package
+    python bench/verifier.py --cases held_out.jsonl --daemonic    # your own labelled table
+
+With ``--cases`` a JSON Lines file of {"completion", "gold", "expected", "class" (optional)} rows is
+measured too (an independent table: our own tables are a regression check, not an accuracy
+estimate). Every workload reports accuracy, false positives and negatives, and accuracy per class
+(the table's categories, or the file's "class" field). ``--daemonic`` also scores each workload
+from inside a daemonic multiprocessing worker (where no child process may be started) and reports
+whether the verdicts agree with the ordinary process's.
 
 With ``--reference-python`` the same pairs also go through HF's Math-Verify
 (PyPI ``math-verify``), run in a subprocess of that interpreter in isolated
@@ -63,11 +71,26 @@ json.dump({"results": out, "total": total}, sys.stdout)
 """
 
 
-def load_tables() -> list[tuple[str, str, bool]]:
+def load_tables() -> list[tuple[str, str, bool, str]]:
     spec = importlib.util.spec_from_file_location("verify_cases", _CASES)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return [row for table in mod.CATEGORIES.values() for row in table]
+    return [(*row, name) for name, table in mod.CATEGORIES.items() for row in table]
+
+
+def load_cases(path: str) -> list[tuple[str, str, bool, str]]:
+    rows = []
+    for k, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+            rows.append((r["completion"], r["gold"], bool(r["expected"]), str(r.get("class", "all"))))
+        except (ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"{path}:{k}: expected a JSON object with completion, gold, expected ({e})")
+    if not rows:
+        raise SystemExit(f"{path}: no cases")
+    return rows
 
 
 def numeric_workload(n: int, seed: int = 0) -> list[tuple[str, str, bool]]:
@@ -90,20 +113,24 @@ def numeric_workload(n: int, seed: int = 0) -> list[tuple[str, str, bool]]:
             ans = f"\n\nAnswer: {value}"
         else:
             ans = f"\\boxed{{\\frac{{{2 * value}}}{{2}}}}"
-        rows.append((f"{filler}{k}\n\nSo the final answer is {ans}.", str(gold), value == gold))
+        rows.append((f"{filler}{k}\n\nSo the final answer is {ans}.", str(gold), value == gold, "numeric"))
     return rows
 
 
-def _summary(name, oks, expected, lat_s, total_s):
+def _summary(name, oks, rows, lat_s, total_s):
+    expected = [r[2] for r in rows]
     acc = sum(o == e for o, e in zip(oks, expected)) / len(expected)
     lat = sorted(x * 1000 for x in lat_s)
     p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))]
+    hostile = [t * 1000 for t, r in zip(lat_s, rows) if r[3] == "hostile"]
     return {"verifier": name, "accuracy": acc, "pairs_per_s": len(expected) / total_s,
-            "median_ms": statistics.median(lat), "p99_ms": p99, "max_ms": lat[-1]}
+            "median_ms": statistics.median(lat), "p99_ms": p99, "max_ms": lat[-1], "oks": oks,
+            "fp": sum(o and not e for o, e in zip(oks, expected)), "fn": sum(e and not o for o, e in zip(oks, expected)),
+            "hostile_max_ms": max(hostile) if hostile else None}
 
 
 def run_ours(rows, workers, timeout):
-    pairs = [(c, g) for c, g, _ in rows]
+    pairs = [(c, g) for c, g, *_ in rows]
     get_pool().run([("judge", "1", "1")], timeout, workers)  # start the pool outside the clock
     t0 = time.perf_counter()
     oks = verify_batch(pairs, workers=workers, timeout=timeout)
@@ -113,28 +140,48 @@ def run_ours(rows, workers, timeout):
         t = time.perf_counter()
         verify_batch([p], workers=workers, timeout=timeout)
         lat.append(time.perf_counter() - t)
-    return _summary(f"forkgrpo math_verify (workers={workers})", oks, [e for *_, e in rows], lat, total)
+    return _summary(f"forkgrpo math_verify (workers={workers})", oks, rows, lat, total)
 
 
 def run_reference(rows, python):
     with tempfile.TemporaryDirectory() as scratch:
-        proc = subprocess.run([python, "-I", "-c", _REFERENCE], input=json.dumps([(c, g) for c, g, _ in rows]),
+        proc = subprocess.run([python, "-I", "-c", _REFERENCE], input=json.dumps([(c, g) for c, g, *_ in rows]),
                               capture_output=True, text=True, cwd=scratch, timeout=3600)
     if proc.returncode != 0:
         raise SystemExit(f"reference verifier failed:\n{proc.stderr[-2000:]}")
     data = json.loads(proc.stdout)
     oks = [r[0] for r in data["results"]]
-    return _summary("HF Math-Verify (reference)", oks, [e for *_, e in rows], [r[1] for r in data["results"]],
-                    data["total"])
+    return _summary("HF Math-Verify (reference)", oks, rows, [r[1] for r in data["results"]], data["total"])
 
 
-def _print_table(title, results):
+def _daemonic_verdicts(rows, timeout):
+    """The verdicts of verify_batch called inside a daemonic multiprocessing worker."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:  # Pool workers are daemonic
+        return pool.apply(verify_batch, ([(c, g) for c, g, *_ in rows],), {"timeout": timeout})
+
+
+def _print_table(title, results, rows):
     print(f"\n### {title}\n")
-    print("| verifier | accuracy | pairs/s | median ms | p99 ms | max ms |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| verifier | accuracy | false pos. | false neg. | pairs/s | median ms | p99 ms | max ms | hostile max ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['verifier']} | {100 * r['accuracy']:.1f}% | {r['pairs_per_s']:.0f} | {r['median_ms']:.2f} | "
-              f"{r['p99_ms']:.1f} | {r['max_ms']:.1f} |")
+        hostile = "" if r["hostile_max_ms"] is None else f"{r['hostile_max_ms']:.1f}"
+        print(f"| {r['verifier']} | {100 * r['accuracy']:.2f}% | {r['fp']} | {r['fn']} | {r['pairs_per_s']:.0f} | "
+              f"{r['median_ms']:.2f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} | {hostile} |")
+    classes = sorted({r[3] for r in rows}, key=[r[3] for r in rows].index)
+    if len(classes) > 1:
+        print("\n| class | pairs | " + " | ".join(r["verifier"] for r in results) + " |")
+        print("|---|---:|" + "---:|" * len(results))
+        for cls in classes:
+            idx = [k for k, r in enumerate(rows) if r[3] == cls]
+            cells = []
+            for r in results:
+                right = sum(r["oks"][k] == rows[k][2] for k in idx)
+                fp = sum(r["oks"][k] and not rows[k][2] for k in idx)
+                cells.append(f"{100 * right / len(idx):.1f}%" + (f" ({fp} FP)" if fp else ""))
+            print(f"| {cls} | {len(idx)} | " + " | ".join(cells) + " |")
     if len(results) > 1:
         ref = results[-1]
         for r in results[:-1]:
@@ -148,14 +195,21 @@ def main(argv=None) -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="pool sizes to measure")
     ap.add_argument("--timeout", type=float, default=5.0, help="per-pair deadline, seconds")
     ap.add_argument("--numeric-pairs", type=int, default=512, help="size of the numeric workload")
+    ap.add_argument("--cases", help="a JSON Lines table of your own: completion, gold, expected, class (optional)")
+    ap.add_argument("--daemonic", action="store_true", help="also score from inside a daemonic worker process")
     args = ap.parse_args(argv)
     workloads = {"tables (all categories, incl. hostile)": load_tables(),
                  f"numeric ({args.numeric_pairs} DAPO/GSM8K-shaped pairs)": numeric_workload(args.numeric_pairs)}
+    if args.cases:
+        workloads = {f"{args.cases}": load_cases(args.cases), **workloads}
     for title, rows in workloads.items():
         results = [run_ours(rows, w, args.timeout) for w in args.workers]
         if args.reference_python:
             results.append(run_reference(rows, args.reference_python))
-        _print_table(f"{title}: {len(rows)} pairs", results)
+        _print_table(f"{title}: {len(rows)} pairs", results, rows)
+        if args.daemonic:
+            same = sum(a == b for a, b in zip(_daemonic_verdicts(rows, args.timeout), results[0]["oks"]))
+            print(f"\nfrom a daemonic worker process: {same}/{len(rows)} verdicts the same as in this process")
     get_pool().close()
 
 

@@ -132,8 +132,9 @@ def _proportional(f: sympy.Expr, g: sympy.Expr) -> bool:
     return False
 
 
-def _unwrap_assignment(v):
-    """``x = 3`` -> 3, ``x \\in [1, 2]`` -> [1, 2], ``2+3 = 5`` -> 5."""
+def _unwrap_assignment(v, predicted=True):
+    """``x = 3`` -> 3, ``(p, q) = (3, 2)`` -> (3, 2), ``x \\in [1, 2]`` -> [1, 2]; and in a prediction only,
+    ``2+3 = 5`` -> 5. A gold ``a + 3z = 0`` (a plane) stays an equation: its right side alone is not it."""
     if isinstance(v, Rel) and "~" in v.ops:  # x = 1/3 \approx 0.33: keep the exact part
         k = v.ops.index("~")
         v = v.terms[0] if k == 0 else Rel(v.ops[:k], v.terms[: k + 1])
@@ -141,20 +142,61 @@ def _unwrap_assignment(v):
             return v
     if isinstance(v, Rel) and len(v.ops) == 1 and v.ops[0] in ("=", "in"):
         lhs, rhs = v.terms
-        if isinstance(lhs, sympy.Symbol) or _is_function_name(lhs):
+        if isinstance(lhs, sympy.Symbol) or _is_function_name(lhs) or _names_tuple(lhs):
             return rhs
-        if v.ops[0] == "=" and isinstance(lhs, sympy.Expr) and isinstance(rhs, sympy.Expr) and not rhs.free_symbols:
+        if v.ops[0] == "=" and isinstance(lhs, sympy.Expr) and isinstance(rhs, sympy.Expr) and not rhs.free_symbols \
+                and (predicted or _stated_quantity(lhs, rhs)):
             return rhs  # "2 + 3 = 5", and "m + n = 7" answering "find m + n"
-    if isinstance(v, Rel) and all(op == "=" for op in v.ops) and len(v.ops) > 1:
+    if predicted and isinstance(v, Rel) and all(op == "=" for op in v.ops) and len(v.ops) > 1:
         return v.terms[-1]
     return v
 
 
-def _is_function_name(x) -> bool:
-    """``f(x)`` as parsed (the product f*x) on the left of ``f(x) = ...``."""
-    if not isinstance(x, sympy.Mul) or len(x.args) != 2 or not all(isinstance(a, sympy.Symbol) for a in x.args):
+def _stated_quantity(lhs, rhs) -> bool:
+    """A gold ``m + n = 7`` states the value of the quantity asked for ("find m + n"); a gold
+    ``a + 3z = 0`` or ``2x + 3y = 6`` is an equation (a plane, a line) and is not its right side.
+    The first: a sum or product of letters other than the coordinates x, y, z, each with
+    coefficient 1, equal to a non-zero number."""
+    if rhs == 0 or not lhs.free_symbols or lhs.free_symbols & {sympy.Symbol(c) for c in "xyz"}:
         return False
-    return any(str(a) in ("f", "g", "h", "p", "q", "P", "Q") for a in x.args)
+    terms = lhs.args if isinstance(lhs, sympy.Add) else (lhs,)
+    return all(isinstance(t, sympy.Symbol) or (isinstance(t, sympy.Mul) and all(
+        isinstance(f, sympy.Symbol) for f in t.args)) for t in terms)
+
+
+def _names_tuple(x) -> bool:
+    """``(p, q)`` on the left of ``(p, q) = (3, 2)``."""
+    return isinstance(x, Bracketed) and x.left == "(" and len(x.items) > 1 and all(
+        isinstance(a, sympy.Symbol) for a in x.items)
+
+
+def _named_values(v):
+    """{name: [values]} when v assigns values to named variables (``a = 3, b = 5``, ``(a, b) = (3, 5)``,
+    ``x = 1, x = -3``), else None."""
+    items = v.items if isinstance(v, Seq) else (v,)
+    named = {}
+    for r in items:
+        if not (isinstance(r, Rel) and r.ops == ("=",)):
+            return None
+        lhs, rhs = r.terms
+        if isinstance(lhs, sympy.Symbol):
+            named.setdefault(str(lhs), []).append(rhs)
+        elif _names_tuple(lhs) and isinstance(rhs, Bracketed) and len(rhs.items) == len(lhs.items):
+            for name, value in zip(lhs.items, rhs.items):
+                named.setdefault(str(name), []).append(value)
+        else:
+            return None
+    return named
+
+
+def _is_function_name(x) -> bool:
+    """``f(x)`` or ``f^{-1}(x)`` as parsed (the product f*x, x/f) on the left of ``f(x) = ...``."""
+    if not isinstance(x, sympy.Mul) or len(x.args) != 2:
+        return False
+    names = [a.base if isinstance(a, sympy.Pow) and a.exp == -1 else a for a in x.args]
+    if not all(isinstance(a, sympy.Symbol) for a in names):
+        return False
+    return any(str(a) in ("f", "g", "h", "p", "q", "P", "Q") for a in names)
 
 
 def _inequality_interval(r: Rel):
@@ -222,7 +264,10 @@ def _as_set_like(v):
         if iv is not None:
             return iv
     if isinstance(v, UnionV):
-        return UnionV(tuple(_as_set_like(p) for p in v.parts))
+        parts = tuple(_as_set_like(p) for p in v.parts)
+        if all(isinstance(p, FSet) for p in parts):  # {1, 2} \cup {3} = {1, 2, 3}
+            return FSet(tuple(x for p in parts for x in p.items))
+        return UnionV(parts)
     return v
 
 
@@ -264,14 +309,18 @@ def _brackets_equal(a: Bracketed, b: Bracketed) -> bool:
 
 
 def equal(p, g) -> bool:
-    """Structural mathematical equality of two parsed values (see module docstring)."""
+    """Structural mathematical equality of a parsed prediction p and a parsed gold g (see module docstring)."""
+    named_p, named_g = _named_values(p), _named_values(g)
+    if named_p and named_g and (len(named_p) > 1 or len(named_g) > 1):
+        # Both name their variables: each name must get the same values (swapping them is wrong).
+        return named_p.keys() == named_g.keys() and all(_unordered_equal(named_p[k], named_g[k]) for k in named_p)
     if isinstance(p, Rel) and isinstance(g, Rel) and p.ops == g.ops == ("=",):
         return _relations_equal(p, g)
-    p, g = _as_set_like(_unwrap_assignment(p)), _as_set_like(_unwrap_assignment(g))
+    p, g = _as_set_like(_unwrap_assignment(p)), _as_set_like(_unwrap_assignment(g, predicted=False))
     if isinstance(p, Seq):
         p = Seq(tuple(_as_set_like(_unwrap_assignment(x)) for x in _by_variable(p.items)))
     if isinstance(g, Seq):
-        g = Seq(tuple(_as_set_like(_unwrap_assignment(x)) for x in _by_variable(g.items)))
+        g = Seq(tuple(_as_set_like(_unwrap_assignment(x, predicted=False)) for x in _by_variable(g.items)))
     if isinstance(p, sympy.Expr) and isinstance(g, sympy.Expr):
         return expr_equal(p, g)
     if isinstance(p, (FSet, Seq)) and isinstance(g, (FSet, Seq)):

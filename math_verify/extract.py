@@ -26,10 +26,14 @@ _BOX_RE = re.compile(r"\\(?:boxed|fbox)\b")
 _HEDGE_CONNECTOR_RE = re.compile(r"\bor\b|\bmaybe\b|\bpossibly\b|\balternatively\b|\beither\b", re.I)
 _LIST_CONNECTOR_RE = re.compile(
     r"^(?:[\s$,;.()\[\]]|\\[()\[\],;]|\\quad|\\qquad|\band\b|\\text\{\s*and\s*\}|[A-Za-z](?:_\{?\d\}?)?\s*=)*$", re.I)
-_MINERVA_RE = re.compile(r"final answer is\s*(.{1,400}?)\s*\.?\s*I hope it is correct", re.I | re.S)
-_ANSWER_LINE_RE = re.compile(r"(?:^|\n)[ \t*#>_]*(?:final\s+)?answer[ \t*_]*[:：][ \t*_]*([^\n]{1,400})", re.I)
+_MINERVA_RE = re.compile(r"final answer(?: is|[ \t*_]*[:：])\s*(.{1,400}?)\s*\.?\s*I hope it is correct", re.I | re.S)
+# "Answer: 42", and "Answer:" alone on its line with the value on the next non-empty line.
+_ANSWER_LINE_RE = re.compile(
+    r"(?:^|\n)[ \t*#>_]*(?:final\s+)?answer[ \t*_]*[:：][ \t*_]*(?:\n[ \t]*){0,3}([^\n]{1,400})", re.I)
 _GSM8K_RE = re.compile(r"####[ \t]*([^\n]{1,200})")
 _ANSWER_IS_RE = re.compile(r"(?:answer|option|choice)\s+(?:is|=|would be|will be)[\s:]*([^\n]{1,300})", re.I)
+# A later commitment after the last box ("... \boxed{45} ... The final answer is 10,455."): it wins.
+_LATER_RES = (_ANSWER_LINE_RE, _MINERVA_RE, _ANSWER_IS_RE)
 
 
 def _balanced_group(text: str, start: int) -> tuple[str, int] | None:
@@ -85,7 +89,8 @@ def _after_think(text: str) -> str:
     return text
 
 
-def _last_box_cluster(text: str) -> str | None:
+def _last_box_cluster(text: str) -> tuple[str, int] | None:
+    """(the last cluster of adjacent boxes as one answer, the end of its last box), or None."""
     boxes = find_boxes(text)
     if not boxes:
         return None
@@ -107,14 +112,36 @@ def _last_box_cluster(text: str) -> str | None:
         c = c.strip()
         if c not in contents:
             contents.append(c)
-    if len(contents) == 1:
-        return contents[0]
     joiner = r" \text{ or } " if hedged else ", "
-    return joiner.join(contents)
+    return joiner.join(contents), boxes[-1][1]
+
+
+_COPULA_RE = re.compile(r"\s(?:is|are|was|were|equals|be|comes to|gives|of)\s+(?:about\s+|exactly\s+)?", re.I)
+_PROSE_WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
+
+
+def _value_of_sentence(ans: str) -> str:
+    """"The number of ways is 120" -> "120": a sentence that states its value after a copula.
+
+    Only for prose (words outside $...$) with a copula; the value must hold a digit or math, so
+    "the answer is correct" yields nothing.
+    """
+    outside = re.sub(r"\$[^$]*\$|\\\(.*?\\\)", " ", ans)
+    if not _PROSE_WORD_RE.search(outside) or _NEGATION_RE.search(outside):
+        return ans
+    cut = None
+    for cut in _COPULA_RE.finditer(ans):
+        pass
+    if cut is None:
+        return ans
+    value = ans[cut.end() :].strip()
+    return value if re.search(r"\d|\\[a-zA-Z]|\$", value) else ans
 
 
 def _strip_sentence(ans: str) -> str:
     ans = re.sub(r"^(?:\**\s*(?:final\s+)?answer\s*\**\s*[:：]\s*\**)+", "", ans.strip(), flags=re.I).strip()
+    ans = re.sub(r"\s*\.?\s*I hope it is correct\.?$", "", ans, flags=re.I)
+    ans = _value_of_sentence(ans)
     # A single $...$ segment inside prose: take the math.
     dollars = [m.group(1) for m in re.finditer(r"\$([^$]{1,400})\$", ans)]
     if len(dollars) == 1 and not re.search(r"\d", ans.replace(dollars[0], "")):
@@ -134,16 +161,19 @@ def extract_answer(completion: str) -> str | None:
         return None
     text = completion[-MAX_COMPLETION_CHARS:]
     text = _after_think(text)
-    boxed = _last_box_cluster(text)
-    if boxed is not None:
-        # DAPO asks for a last line "Answer: ..."; when one follows the last box, it is the commitment.
-        line = None
-        for line in _ANSWER_LINE_RE.finditer(text):
-            pass
-        boxes_end = text.rfind("boxed") + 1 or text.rfind("fbox") + 1
-        if line is not None and line.start() > boxes_end and "boxed" not in line.group(1):
-            ans = _strip_sentence(line.group(1))
-            if ans:
+    cluster = _last_box_cluster(text)
+    if cluster is not None:
+        boxed, boxes_end = cluster
+        # DAPO asks for a last line "Answer: ...", Minerva for "The final answer is ...": when one
+        # follows the last box and names a value, it is the commitment.
+        later = None
+        for pattern in _LATER_RES:
+            for m in pattern.finditer(text, boxes_end):
+                if later is None or m.start() > later.start():
+                    later = m
+        if later is not None and "boxed" not in later.group(1):
+            ans = _strip_sentence(later.group(1))
+            if ans and re.search(r"\d|\\[a-zA-Z]|\$", ans):  # a value, not "the answer is correct"
                 return ans
         return boxed.strip()
     hope = text.lower().rfind("i hope it is correct")
@@ -160,22 +190,81 @@ def extract_answer(completion: str) -> str | None:
             pass
         if m is not None:
             ans = _strip_sentence(m.group(1))
-            if ans:
+            next_line = "\n" in text[m.start() + 1 : m.start(1)]  # "Answer:" alone, the value below it
+            if ans and not (next_line and not re.search(r"\d|\\[A-Za-z]|\$", ans)):  # a value, not more prose
                 return ans
-    return _concluding_number(text)
+    if text.rfind("<think>") > text.rfind("</think>"):
+        return None  # cut off while thinking: a line of the thought is no answer
+    return _final_statement(text[text.rfind("</think>") + len("</think>") :] if "</think>" in text else text)
 
 
 _CONCLUSION_RE = re.compile(r"^\W*(?:therefore|thus|so|hence|in total|in conclusion|altogether|finally)\b", re.I)
 _NEGATION_RE = re.compile(r"\bnot\b|n't\b|\bno\b|\bwrong\b|\bincorrect\b|\bnever\b", re.I)
-_NUMBER_RE = re.compile(r"(?<![\w.])-?\$?\d[\d,]*(?:\.\d+)?(?![\w.]*\d)")
+_NUMBER_RE = re.compile(r"(?<![\w.])-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?(?![\w.]*\d)(?:\s*(?:%|\\%|percent\b))?")
+_DISPLAY_END_RE = re.compile(r"(?:\\\[((?:(?!\\\[).){1,600}?)\\\]|\$\$((?:(?!\$\$).){1,600}?)\$\$)\s*$", re.S)
+_INLINE_END_RE = re.compile(r"(?:\$([^$]{1,400})\$|\\\(((?:(?!\\\().){1,400}?)\\\))[\s.!*]{0,4}$")
+_STATES_RE = re.compile(r"=|\b(?:is|are|was|were|equals|get|gets|got|gives|makes|yields|obtain|obtains)\b", re.I)
+_CALCULATOR_RE = re.compile(r"<<[^<>\n]{0,200}>>")  # GSM8K's calculator annotations, <<9*2=18>>
 
 
-def _concluding_number(text: str) -> str | None:
-    """Last resort: a concluding last line ("Therefore, she earns $18 a day.") with exactly one number."""
-    lines = [ln for ln in text[-2000:].splitlines() if ln.strip()]
-    if not lines or not _CONCLUSION_RE.match(lines[-1]) or _NEGATION_RE.search(lines[-1]):
+def _final_statement(text: str) -> str | None:
+    """Last resort: the value the completion's last line states, when it states exactly one.
+
+    A closing display formula (``\\[ \\frac72 \\]``); a concluding sentence that ends in a formula
+    ("Therefore the point is $(3, -2)$."); or one with exactly one number, after its last "=" if
+    it has one ("She makes 9 * 2 = 18 dollars every day.", "So, Tom has 15 apples left."). A
+    question, a negation or an "or" on that line, or a line that does not end a sentence (a
+    completion cut off mid-thought), states nothing.
+    """
+    tail = _CALCULATOR_RE.sub("", text[-2000:])
+    display = _DISPLAY_END_RE.search(tail)
+    if display is not None:
+        return _committed((display.group(1) or display.group(2)).strip())
+    lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+    if not lines:
         return None
-    numbers = _NUMBER_RE.findall(lines[-1])
+    last = lines[-1]
+    if last.rstrip("*$ ").endswith("?") or _NEGATION_RE.search(last) or re.search(r"\bor\b", last, re.I):
+        return None
+    if not (_CONCLUSION_RE.match(last) or re.search(r"[.!](?:\s|\*|\$)*$", last)):
+        return None
+    inline = _INLINE_END_RE.search(last)
+    if inline is not None:
+        formulas = [inline.group(1) or inline.group(2)]
+        head = last[: inline.start()]
+        while True:  # "$x = 2$ and $y = 3$." states both
+            more = re.search(r"\$([^$]{1,400})\$\s*(?:,|and|,\s*and)\s*$", head)
+            if more is None or len(formulas) >= 10:
+                break
+            formulas.insert(0, more.group(1))
+            head = head[: more.start()]
+        values = [_committed(f.strip()) if len(formulas) == 1 else re.sub(r"[\s.,;]+$", "", f.strip()) for f in formulas]
+        return ", ".join(values) if all(values) else None
+    if any(re.search(r"[A-Za-z\\]", m) for m in re.findall(r"\$([^$]{0,400})\$", last)):
+        return None  # a formula in mid-sentence: not a stated value
+    stated = None
+    for stated in _STATES_RE.finditer(last):
+        pass
+    numbers = _NUMBER_RE.findall(last[stated.end() :]) if stated else []
+    if len(numbers) != 1:
+        numbers = _NUMBER_RE.findall(last)
     if len(numbers) != 1:
         return None
-    return numbers[0].replace("$", "")
+    value = numbers[0].replace("$", "").rstrip(",")
+    return re.sub(r"\s*(?:\\%|percent)$", "%", value)
+
+
+def _committed(formula: str) -> str | None:
+    """A closing formula as an answer: ``x = 5`` and ``(p,q) = (3,2)`` state their right side, a
+    computation ``2 + 3 = 5`` its result; an equation in unknowns (``x^2 + 3x = 10``) states none."""
+    formula = re.sub(r"[\s.,;]+$", "", formula)
+    if not formula:
+        return None
+    if "=" not in formula:
+        return formula
+    left = formula.split("=")[-2]
+    named = re.fullmatch(r"\s*(?:[A-Za-z](?:_\{?\w+\}?)?|\(\s*[A-Za-z](?:\s*,\s*[A-Za-z])+\s*\)"
+                         r"|\\left\(\s*[A-Za-z](?:\s*,\s*[A-Za-z])+\s*\\right\))\s*", left)
+    if named or not re.search(r"(?<!\\)\b[A-Za-z]\b|[A-Za-z](?=\^|_)", re.sub(r"\\[A-Za-z]+", " ", left)):
+        return formula.rsplit("=", 1)[1].strip() or None
+    return None

@@ -22,6 +22,7 @@ _UNIT_WORDS = {
     "times", "ways", "points", "percent", "mathrm", "per", "page", "pages", "books", "cookies", "eggs", "boxes",
 }
 _UNIT_LETTERS = set("msgMKJNWVALhCTFH")
+_FUNCTION_WORDS = {"gcd", "lcm", "max", "min", "sin", "cos", "tan", "log", "ln"}
 _KNOWN_WORDS = {"sqrt", "pi", "sin", "cos", "tan", "cot", "sec", "csc", "ln", "log", "exp", "infty", "inf",
                 "arcsin", "arccos", "arctan", "and", "or", "i", "e", "x", "y", "z"}
 
@@ -66,7 +67,9 @@ def _unwrap_text_commands(s: str) -> tuple[str, list[str]]:
         letter = content.strip()
         math_letter = len(letter) <= 1 and (letter in ("e", "i") or (
             content[:1] not in (" ", "~") and letter not in _UNIT_LETTERS))  # \mathrm{~m}, \mathrm{M}: units
-        if cmd in ("mathrm", "mathbf", "mathit", "operatorname", "boxed") and (
+        if letter in _FUNCTION_WORDS and re.match(r"\s*\(", s[k + 1 :]):  # \operatorname{lcm}(4, 6), \text{gcd}(a, b)
+            out.append(" \\" + letter + " ")
+        elif cmd in ("mathrm", "mathbf", "mathit", "operatorname", "boxed") and (
                 math_letter or cmd == "boxed" or letter in ("sin", "cos", "tan", "log", "ln")):
             out.append(" " + (content if cmd == "boxed" else content.strip() if len(content.strip()) == 1
                               else "\\" + content.strip()) + " ")
@@ -80,7 +83,8 @@ def _unwrap_text_commands(s: str) -> tuple[str, list[str]]:
 
 def _drop_spacing(s: str) -> str:
     s = s.replace("\\\\", " \\cr ")  # a matrix row break, before "\\ " is read as a space
-    s = s.replace("{,}", "").replace(",\\!", ",").replace("\\!", "")
+    s = s.replace("{,}", "")
+    s = re.sub(r",\\!\s*", ",", s).replace("\\!", "")  # 10,\! 000
     s = re.sub(r"(?<=\d)\\[,;: ](?=\d{3}(?!\d))", "", s)  # 1\,234 is one thousand two hundred ...
     s = re.sub(r"\\(?:,|;|:|quad|qquad|enspace|thinspace| )", " ", s)
     s = s.replace("~", " ")
@@ -135,6 +139,24 @@ def text_key(s: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", s.lower()).strip()
 
 
+_ALL_REALS = {"all real numbers", "all reals", "all real values", "all real x", "real numbers", "the real numbers",
+              "the set of all real numbers", "all real values of x", "any real number"}
+
+
+_NUMBER_WORDS = {w: str(n) for n, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+_NUMBER_WORDS.update({"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70", "eighty": "80",
+                      "ninety": "90", "hundred": "100", "one hundred": "100", "a hundred": "100"})
+
+
+def _text_answer(key: str) -> tuple[str, str | None]:
+    """A prose answer; "all real numbers" is the interval (-oo, oo), "twelve" the number 12."""
+    if key in _ALL_REALS:
+        return "(-\\infty,\\infty)", None
+    return (_NUMBER_WORDS[key], None) if key in _NUMBER_WORDS else ("", key)
+
+
 def normalize(answer: str) -> tuple[str, str | None]:
     """Canonical math string and, when the answer is prose, its text key.
 
@@ -147,8 +169,12 @@ def normalize(answer: str) -> tuple[str, str | None]:
     s = _drop_spacing(s)
     s = re.sub(r"\\[dt]frac(?![A-Za-z])", r"\\frac", s)
     s = re.sub(r"\\[dt]binom(?![A-Za-z])", r"\\binom", s)
+    if re.search(r"\\(?:sin|cos|tan|cot|sec|csc)(?![A-Za-z])", s):  # \cos 60^\circ: degrees inside trig are pi/180
+        s = re.sub(r"(\d+(?:\.\d+)?)\s*(?:" + _DEGREE_RE.pattern + ")", r"(\1\\pi/180)", s)
     s = _DEGREE_RE.sub(" ", s)
-    s = _MOD_RE.sub(" ", s)
+    s = re.sub(r"(?<=[\d)}])\s*\\bmod(?![A-Za-z])\s*(?=[\d{(])", " \x02 ", s)  # 17 \bmod 5: an operation
+    s = _MOD_RE.sub(" ", s)  # (\bmod 7), \pmod{7}: a note on a residue
+    s = s.replace("\x02", "\\bmod")
     s = re.sub(r"\\\$|\\textdollar|€|£|\bUSD\b|\\euro", " ", s)
     s = s.replace("$", " ")
     s = s.replace("\\%", "%").replace("\\percent", "%")
@@ -158,7 +184,7 @@ def normalize(answer: str) -> tuple[str, str | None]:
         text = " ".join(pieces)
         if re.search(r"\d|\\", text) and len(pieces) == 1:
             return normalize(text)
-        return "", text_key(text)
+        return _text_answer(text_key(text))
 
     def piece(m: re.Match) -> str:
         content = pieces[int(m.group(1))].strip()
@@ -189,7 +215,10 @@ def normalize(answer: str) -> tuple[str, str | None]:
     s = s.rstrip(".").strip()
     words = re.findall(r"[A-Za-z]+", s)
     if re.fullmatch(r"[A-Za-z][A-Za-z\s'.,!-]*", s) and any(len(w) > 2 and w.lower() not in _KNOWN_WORDS for w in words):
-        return "", text_key(s)
+        return _text_answer(text_key(s))
+    ratio = re.fullmatch(r"(\d+)\s*:\s*(\d+)", s)
+    if ratio:  # a ratio 1:2 is the fraction 1/2
+        s = f"\\frac{{{ratio.group(1)}}}{{{ratio.group(2)}}}"
     if _THOUSANDS_RE.match(s):
         s = s.replace(",", "").replace(" ", "")
     return s, None

@@ -89,7 +89,10 @@ _RELOPS = {"=": "=", "<": "<", ">": ">", "lt": "<", "gt": ">", "le": "<=", "leq"
 _UNICODE = {"π": "\\pi ", "√": "\\sqrt ", "×": "\\times ", "·": "\\cdot ", "−": "-", "–": "-", "≤": "\\le ",
             "≥": "\\ge ", "≠": "\\ne ", "∞": "\\infty ", "∪": "\\cup ", "÷": "\\div ", "∈": "\\in "}
 _WORDS = {"sqrt", "pi", "infty", "inf", "sin", "cos", "tan", "cot", "sec", "csc", "ln", "log", "exp",
-          "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "or", "and"}
+          "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "or", "and", "gcd", "lcm", "max", "min"}
+_INTEGER_FUNCS = {"gcd": sympy.gcd, "lcm": sympy.lcm}  # of integers only
+_ORDER_FUNCS = {"max": sympy.Max, "min": sympy.Min}  # of real numbers only
+_MAX_ARGS = 20
 _TOKEN_RE = re.compile(r"!=|\\[A-Za-z]+|\\.|\d+(?:\.\d*)?(?:[eE][-+]?\d+(?![\d.]))?|\.\d+|[A-Za-z]+|\S")
 
 
@@ -250,6 +253,9 @@ class Parser:
 
     def union(self):
         parts = [self.relation()]
+        while self.at("cmd", "setminus") or self.at("op", "\\\\setminus"):
+            self.next()
+            parts[0] = _set_minus(parts[0], self.relation())
         while self.at("cmd", "cup") or self.at("cmd", "or") or self.at("cmd", "and"):
             op = self.next()[1]
             parts.append(("or" if op == "or" else "cup", self.relation()))
@@ -313,8 +319,8 @@ class Parser:
         if kind == "op":
             return val in ("(", "\\{")
         if kind == "cmd":
-            return val in ("frac", "sqrt", "pi", "infty", "inf", "binom", "begin", "langle", "e") or val in _FUNCS \
-                or val in _GREEK
+            return val in ("frac", "sqrt", "pi", "infty", "inf", "binom", "begin", "langle", "e", "lfloor", "lceil",
+                           "mathbb") or val in _FUNCS or val in _GREEK or val in _INTEGER_FUNCS or val in _ORDER_FUNCS
         return False
 
     def term(self):
@@ -327,6 +333,9 @@ class Parser:
                 if isinstance(left, Matrix) or isinstance(right, Matrix):
                     raise Refused("matrix product")
                 left = _expr(left) * _expr(right)
+            elif t == ("cmd", "bmod"):  # a \bmod n, the remainder (normalize keeps \pmod{n} as a note)
+                self.next()
+                left = _integer_mod(left, self.unary())
             elif t in (("op", "/"), ("cmd", "div")):
                 self.next()
                 right = _expr(self.unary())
@@ -422,6 +431,8 @@ class Parser:
         items = []
         if not any(self.at("op", c) or self.at("cmd", c) for c in closers):
             items.append(self.union())
+            if open_ == "\\{" and (self.at("cmd", "mid") or self.at("op", "|") or self.at("op", ":")):
+                return self.set_builder(items[0])
             while self.accept("op", ",") or self.accept("op", ";"):
                 items.append(self.union())
         t = self.next()
@@ -439,6 +450,23 @@ class Parser:
         if not items:
             raise Refused("empty brackets")
         return Bracketed(open_, t[1], tuple(items))
+
+    def set_builder(self, head):
+        """``\\{x \\mid x > 2\\}``, ``\\{x \\in \\mathbb{R} : -1 < x < 3\\}``: the condition on x, which
+        compare reads as the interval or union it describes. Only real x is understood."""
+        self.next()  # \mid, | or :
+        var = head.terms[0] if isinstance(head, Rel) and head.ops == ("in",) else head
+        if not isinstance(var, Symbol) or (isinstance(head, Rel) and head.terms[1] != _REALS):
+            raise Refused("set-builder notation outside the reals")
+        condition = self.union()
+        if not self.accept("op", "\\}"):
+            raise Refused("unbalanced set-builder braces")
+        self.depth -= 1
+        rels = condition.parts if isinstance(condition, UnionV) else (condition,)
+        if not all(isinstance(r, Rel) and r.ops[0] not in ("=", "in") and set().union(
+                *(t.free_symbols for t in r.terms if isinstance(t, sympy.Expr))) == {var} for r in rels):
+            raise Refused("set-builder condition is not an inequality in its variable")
+        return condition
 
     def matrix(self):
         self.expect("op", "{")
@@ -608,6 +636,35 @@ class Parser:
                 if not index.is_Integer or not 1 <= index <= 100:
                     raise Refused("bad root index")
                 return safe_pow(radicand, sympy.Rational(1, int(index)))
+            if val in ("lfloor", "lceil"):
+                inner = _expr(self.expr())
+                self.expect("cmd", "rfloor" if val == "lfloor" else "rceil")
+                if not inner.is_number:
+                    raise Refused("floor of a formula")
+                return (sympy.floor if val == "lfloor" else sympy.ceiling)(inner)
+            if val in _INTEGER_FUNCS or val in _ORDER_FUNCS:
+                opener = "\\{" if self.accept("op", "\\{") else "("  # \max\{3, 5\} or \max(3, 5)
+                if opener == "(":
+                    self.expect("op", "(")
+                args = self.bracket(opener)
+                args = args.items if isinstance(args, (Bracketed, FSet)) else (args,)
+                if len(args) > _MAX_ARGS or not all(isinstance(a, sympy.Expr) and a.is_number for a in args):
+                    raise Refused(f"{val} of formulas")
+                if val in _INTEGER_FUNCS:
+                    if not all(a.is_Integer for a in args):
+                        raise Refused(f"{val} of non-integers")
+                    out = args[0]
+                    for a in args[1:]:
+                        out = _INTEGER_FUNCS[val](out, a)
+                    return out
+                if not all(a.is_real for a in args):
+                    raise Refused(f"{val} of non-real numbers")
+                return _ORDER_FUNCS[val](*args)
+            if val == "mathbb":
+                self.expect("op", "{")
+                letter = self.next()[1]
+                self.expect("op", "}")
+                return _REALS if letter == "R" else Symbol(f"mathbb_{letter}")  # Z, N, Q, C: by name only
             if val == "binom":
                 n = self.arg()
                 k = self.arg()
@@ -636,6 +693,32 @@ class Parser:
             if val in _GREEK:
                 return Symbol(val)
         raise Refused(f"unsupported {val!r}")
+
+
+_REALS = Bracketed("(", ")", (-sympy.oo, sympy.oo))  # \mathbb{R}
+
+
+def _integer_mod(a, n):
+    a, n = _expr(a), _expr(n)
+    if not (a.is_Integer and n.is_Integer) or n == 0:
+        raise Refused("mod of non-integers")
+    return a % n
+
+
+def _set_minus(a, b):
+    """An interval minus finite points (``\\mathbb{R} \\setminus \\{0\\}``), as the union of what is left."""
+    points = b.items if isinstance(b, FSet) else None
+    if not (isinstance(a, Bracketed) and len(a.items) == 2 and a.left in "([" and a.right in ")]") or points is None \
+            or len(points) > _MAX_ARGS or not all(isinstance(p, sympy.Expr) and p.is_real for p in points):
+        raise Refused("set difference other than an interval minus points")
+    parts, left, low = [], a.left, a.items[0]
+    for p in sorted(set(points), key=lambda x: float(x)):
+        if not (a.items[0] < p < a.items[1]):
+            continue  # an end point or a point outside: the ends would change, not handled
+        parts.append(Bracketed(left, ")", (low, p)))
+        left, low = "(", p
+    parts.append(Bracketed(left, a.right, (low, a.items[1])))
+    return parts[0] if len(parts) == 1 else UnionV(tuple(parts))
 
 
 def parse(text: str):

@@ -138,6 +138,37 @@ def test_answer_shapes_seen_in_rollouts_are_judged_as_mathematics(completion, go
     _check(completion, gold, expected)
 
 
+@pytest.mark.parametrize("completion,gold,expected", cases.PROSE_FINAL + cases.MORE_SHAPES,
+                         ids=_ids(cases.PROSE_FINAL + cases.MORE_SHAPES))
+def test_a_final_answer_stated_in_prose_is_read_and_a_non_committal_last_line_is_not(completion, gold, expected):
+    _check(completion, gold, expected)
+
+
+@pytest.mark.parametrize("completion,gold,expected", cases.LATER_FINAL, ids=_ids(cases.LATER_FINAL))
+def test_a_final_statement_after_an_earlier_box_is_the_answer(completion, gold, expected):
+    _check(completion, gold, expected)
+
+
+@pytest.mark.parametrize("completion,gold,expected", cases.OUTSIDE_BOX, ids=_ids(cases.OUTSIDE_BOX))
+def test_values_in_closing_formulas_outside_a_box_are_read(completion, gold, expected):
+    _check(completion, gold, expected)
+
+
+@pytest.mark.parametrize("completion,gold,expected", cases.NAMED, ids=_ids(cases.NAMED))
+def test_named_values_match_by_name_and_swapped_values_are_wrong(completion, gold, expected):
+    _check(completion, gold, expected)
+
+
+@pytest.mark.parametrize("completion,gold,expected", cases.NOTATIONS, ids=_ids(cases.NOTATIONS))
+def test_integer_functions_set_builder_and_number_sets_evaluate(completion, gold, expected):
+    _check(completion, gold, expected)
+
+
+@pytest.mark.parametrize("completion,gold,expected", cases.FALSE_POSITIVES, ids=_ids(cases.FALSE_POSITIVES))
+def test_a_gold_equation_is_not_matched_by_its_right_side_alone(completion, gold, expected):
+    _check(completion, gold, expected)
+
+
 @pytest.mark.parametrize("completion,gold,expected", cases.HOSTILE, ids=_ids(cases.HOSTILE))
 def test_hostile_inputs_score_false_within_one_second(completion, gold, expected):
     start = time.monotonic()

@@ -532,7 +532,7 @@ ROLLOUT_SHAPES = [
  ("The domain is $\\boxed{x \\geq 2}$.", "[2,\\infty)", True),
  ("The domain is $\\boxed{(2, \\infty)}$.", "[2,\\infty)", False),
  ("The range is $\\boxed{(-\\infty, 0) \\cup (0, \\infty)}$.", "(-\\infty,0)\\cup(0,\\infty)", True),
- ("The range is $\\boxed{\\mathbb{R} \\setminus \\{0\\}}$.", "(-\\infty,0)\\cup(0,\\infty)", False),
+ ("The range is $\\boxed{\\mathbb{R} \\setminus \\{0\\}}$.", "(-\\infty,0)\\cup(0,\\infty)", True),  # False until setminus was read
  ("The center is $\\boxed{(-2, 3)}$.", "(-2,3)", True),
  ("The center is $\\boxed{(3, -2)}$.", "(-2,3)", False),
  ("The vector is $\\boxed{\\begin{pmatrix} 4 \\\\ -2 \\end{pmatrix}}$.", "\\begin{pmatrix} 4 \\\\ -2 \\end{pmatrix}", True),
@@ -662,11 +662,216 @@ ROLLOUT_SHAPES = [
  ("\\boxed{\\frac{GM}{r}}", "\\frac{GMm}{r^{2}}", False),
 ]
 
+
+# --- Classes of the misses found by an independent held-out table (issue 8): realistic completions
+# in each class, near misses as False cases. The held-out table itself stays outside the repository.
+GSM = ("Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins "
+       "for her friends every day with four.\n")
+
+PROSE_FINAL = [
+    # Final answers stated in prose, with no box (chat models, GSM8K-style solutions, Minerva's format).
+    ("The probability that Xavier wins is the complement.\nTherefore, the probability that X wins is 2/3.",
+     "\\frac{2}{3}", True),
+    ("The probability that Xavier wins is the complement.\nTherefore, the probability that X wins is 2/3.",
+     "\\frac{1}{3}", False),
+    ("He lost 12 on the first sale and 16 on the second.\nThe overall loss is 28 percent.", "28", True),
+    ("He lost 12 on the first sale and 16 on the second.\nThe overall loss is 28 percent.", "28\\%", True),
+    ("He lost 12 on the first sale and 16 on the second.\nThe overall loss is 28 percent.", "0.28", True),  # 28% = 0.28
+    ("He lost 12 on the first sale and 16 on the second.\nThe overall loss is 27 percent.", "28", False),
+    (GSM + "So she sells 16 - 3 - 4 = 9 duck eggs a day.\nShe makes 9 * 2 = 18 dollars every day.", "18", True),
+    (GSM + "So she sells 16 - 3 - 4 = 9 duck eggs a day.\nShe makes 9 * 2 = 18 dollars every day.", "9", False),
+    (GSM + "She sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\n"
+     "She makes 9 * 2 = $<<9*2=18>>18 every day at the farmer's market.", "18", True),
+    ("There are 500 boys and 750 girls.\n500 + 750 = 1,250 students in total.", "1250", True),
+    ("There are 500 boys and 750 girls.\n500 + 750 = 1,250 students in total.", "750", False),
+    ("Counting the arrangements of the five books gives 5! of them.\nAnswer:\n120", "120", True),
+    ("Counting the arrangements of the five books gives 5! of them.\nAnswer:\n\n$120$", "120", True),
+    ("Counting the arrangements of the five books gives 5! of them.\nAnswer: The number of ways is 120.",
+     "120", True),
+    ("Counting the arrangements of the five books gives 5! of them.\nAnswer: The number of ways is 120.",
+     "5", False),
+    ("Final Answer: The volume of the prism is 120. I hope it is correct.", "120", True),
+    ("Final Answer: The volume of the prism is 120 cubic units. I hope it is correct.", "120", True),
+    ("Final Answer: The volume of the prism is 121. I hope it is correct.", "120", False),
+    ("Final Answer: The answer is $\\frac{3}{5}$. I hope it is correct.", "\\frac35", True),
+    ("Each box holds 6 cans and there are 7 boxes.\nSo, the total number of cans is 42.", "42", True),
+    ("Each box holds 6 cans and there are 7 boxes.\nSo, the total number of cans is 42.", "7", False),
+    ("The train covers 60 miles each hour for 3 hours.\nThus, the train travels 180 miles.", "180", True),
+    ("The train covers 60 miles each hour for 3 hours.\nThus the distance is $180$ miles.", "180", True),
+    ("Adding the two parts we get 35 + 10.\nThe final answer is 45.", "45", True),
+    ("Adding the two parts we get 35 + 10.\nThe final answer is 45.", "35", False),
+    ("We solve for the width: 2w + 2(w+3) = 30, so w = 6.\nThe width of the rectangle is 6 meters.", "6", True),
+    ("Tom starts with 20 apples and gives away 5.\nTom has 15 apples left.", "15", True),
+    ("Tom starts with 20 apples and gives away 5.\nTom has 15 apples left.", "20", False),
+    ("<think>\nLet me count: 3 + 4 = 7.</think>\n\nSo the total is 7.", "7", True),
+    # A last line that is not a commitment stays unanswered, and so does a line of an unfinished thought.
+    ("<think>\nLet me count the apples. So there are 3 + 4 = 7 apples.", "7", False),
+    ("<think>\nLet me count the apples. So there are 3 + 4 = 7 apples.\n</think>", "7", False),
+    ("Tom starts with 20 apples and gives away 5.\nHow many apples does Tom have left?", "20", False),
+    ("Let me think about the 20 apples.\nTherefore, the number of apples is not 20.", "20", False),
+    ("The total is 3 + 4.\nSo the total is 7 or 8.", "7", False),
+    ("The total is 3 + 4.\nSo the total is 7 or 8.", "8", False),
+    ("We have 3 cats and 4 dogs.\nSo there are 3 cats and 4 dogs.", "3", False),
+    ("The chance is small.\nTherefore, the probability is 2/3 or 1/3.", "\\frac23", False),
+]
+
+LATER_FINAL = [
+    # A completion boxes an intermediate value, then commits to another: the last commitment wins.
+    ("First the partial sum is $\\boxed{45}$. Continuing with the remaining terms, the total is larger.\n"
+     "Final Answer: The final answer is $10,455$. I hope it is correct.", "10455", True),
+    ("First the partial sum is $\\boxed{45}$. Continuing with the remaining terms, the total is larger.\n"
+     "Final Answer: The final answer is $10,455$. I hope it is correct.", "45", False),
+    ("For part one I get \\boxed{3}.\nBut the question asks for the sum of both parts.\nThe final answer is 7.",
+     "7", True),
+    ("For part one I get \\boxed{3}.\nBut the question asks for the sum of both parts.\nThe final answer is 7.",
+     "3", False),
+    ("So one root is \\boxed{2}. Adding the other root, the answer is $5$.", "5", True),
+    ("So one root is \\boxed{2}. Adding the other root, the answer is $5$.", "2", False),
+    ("The answer is \\boxed{12}.\n\nI verified that the answer is correct.", "12", True),
+    ("The answer is \\boxed{12}.\n\nLet me double-check: the answer is consistent with the constraints.",
+     "12", True),
+    ("The answer is $\\boxed{12}$. The final answer is 12.", "12", True),
+    ("\\boxed{8}\n\nThe final answer is \\(8\\).", "8", True),
+]
+
+OUTSIDE_BOX = [
+    # Matrices, tuples and values written in $...$ or \[...\] on the last line, with no box.
+    ("Multiplying out, we find\n\\[\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}.\\]",
+     "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", True),
+    ("Multiplying out, we find\n\\[\\begin{pmatrix} 1 \\\\ 3 \\end{pmatrix}.\\]",
+     "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", False),
+    ("So the matrix is $\\begin{pmatrix} 2 & 0 \\\\ 0 & 2 \\end{pmatrix}$.",
+     "\\begin{pmatrix}2&0\\\\0&2\\end{pmatrix}", True),
+    ("Therefore the point of intersection is $(3, -2)$.", "(3,-2)", True),
+    ("Therefore the point of intersection is $(3, -2)$.", "(-2,3)", False),
+    ("Hence the ordered pair is $(p,q)=(3,2)$.", "(3,2)", True),
+    ("Hence the ordered pair is $(p,q)=(2,3)$.", "(3,2)", False),
+    ("Solving the system, we conclude that $x = 5$.", "5", True),
+    ("Solving the system, we conclude that $x = 5$.", "-5", False),
+    ("Simplifying the fraction:\n$$\\frac{7}{2}$$", "\\frac72", True),
+    ("Simplifying the fraction:\n\\[\n\\frac{7}{2}\n\\]", "3.5", True),
+    ("Simplifying the fraction:\n\\[\n\\frac{7}{3}\n\\]", "\\frac72", False),
+    ("So the answer is $\\left( 2, \\frac{\\pi}{3} \\right)$.", "\\left( 2, \\frac{\\pi}{3} \\right)", True),
+    ("Thus the vector is $\\begin{pmatrix} -1 \\\\ 4 \\\\ 0 \\end{pmatrix}.$", "(-1,4,0)", True),
+    # Mentioned, not concluded: no answer.
+    ("We must check whether $x = 5$ satisfies the original equation.", "5", False),
+]
+
+NAMED = [
+    # Answers that name their variables: the names must agree, and swapping values is wrong.
+    ("\\boxed{(p,q)=(3,2)}", "(3,2)", True),
+    ("\\boxed{(p,q)=(2,3)}", "(3,2)", False),
+    ("\\boxed{p=-1, p=\\frac{15}{8}}", "p = -1 \\text{ and } p = \\dfrac{15}{8}", True),
+    ("\\boxed{p=-1, p=\\frac{15}{7}}", "p = -1 \\text{ and } p = \\dfrac{15}{8}", False),
+    ("\\boxed{x = 2, y = 3}", "(2,3)", True),
+    ("\\boxed{y = 3, x = 2}", "(2,3)", True),
+    ("\\boxed{x = 3, y = 2}", "(2,3)", False),
+    ("\\boxed{a = 5, b = 3}", "a = 3, b = 5", False),
+    ("\\boxed{b = 5, a = 3}", "a = 3, b = 5", True),
+    ("\\boxed{a = 3, b = 5}", "a = 3, b = 5", True),
+    ("\\boxed{a = 3, c = 5}", "a = 3, b = 5", False),
+    ("\\boxed{x=1 \\text{ or } x=-3}", "x=1, x=-3", True),  # both roots: "or" lists the solutions
+    ("\\boxed{x = 1, x = -3}", "-3, 1", True),
+    ("\\boxed{x = -3 \\text{ and } x = 1}", "1, -3", True),
+    ("\\boxed{x = 1}", "-3, 1", False),
+    ("\\boxed{m = 4, n = 7}", "m = 4, n = 7", True),
+    ("\\boxed{(a, b, c) = (1, 2, 3)}", "(1,2,3)", True),
+    ("\\boxed{(a, b, c) = (1, 3, 2)}", "(1,2,3)", False),
+    ("\\boxed{f(x) = x^2}", "x^2", True),
+]
+
+NOTATIONS = [
+    # Functions and notations that evaluate to numbers or sets.
+    ("\\boxed{\\lfloor 7.5 \\rfloor}", "7", True),
+    ("\\boxed{\\left\\lfloor \\frac{17}{3} \\right\\rfloor}", "5", True),
+    ("\\boxed{\\lceil \\frac{7}{2} \\rceil}", "4", True),
+    ("\\boxed{\\lceil \\frac{7}{2} \\rceil}", "3", False),
+    ("\\boxed{\\gcd(12, 18)}", "6", True),
+    ("\\boxed{\\operatorname{lcm}(4, 6)}", "12", True),
+    ("\\boxed{\\text{lcm}(4, 6)}", "12", True),
+    ("\\boxed{\\max(3, 5)}", "5", True),
+    ("\\boxed{\\min(3, 5)}", "3", True),
+    ("\\boxed{|-3|}", "3", True),
+    ("\\boxed{\\left| -7 \\right|}", "7", True),
+    ("\\boxed{\\sqrt[3]{27}}", "3", True),
+    ("\\boxed{\\log_2 8}", "3", True),
+    ("\\boxed{\\log_{2} 8}", "4", False),
+    ("\\boxed{\\binom{6}{2}}", "15", True),
+    ("\\boxed{17 \\bmod 5}", "2", True),
+    ("\\boxed{\\{x \\mid x > 2\\}}", "(2, \\infty)", True),
+    ("\\boxed{\\{x \\mid x \\geq 2\\}}", "(2, \\infty)", False),
+    ("\\boxed{\\{x \\in \\mathbb{R} : x \\ge 0\\}}", "[0,\\infty)", True),
+    ("\\boxed{\\{ x : -1 < x < 3 \\}}", "(-1, 3)", True),
+    ("\\boxed{\\mathbb{R}}", "(-\\infty, \\infty)", True),
+    ("\\boxed{(-\\infty, \\infty)}", "\\mathbb{R}", True),
+    ("\\boxed{\\mathbb{R}}", "[0, \\infty)", False),
+    ("\\boxed{\\mathbb{R} \\setminus \\{0\\}}", "(-\\infty,0)\\cup(0,\\infty)", True),
+    ("\\boxed{\\{1, 2\\} \\cup \\{3\\}}", "\\{1,2,3\\}", True),
+    ("\\boxed{\\{1, 2\\} \\cup \\{4\\}}", "\\{1,2,3\\}", False),
+    ("\\boxed{10,\\! 000}", "10000", True),
+    ("\\boxed{1,\\! 234,\\! 567}", "1234567", True),
+    ("\\boxed{12,\\! 500}", "1250", False),
+    ("\\boxed{\\$1,\\!250}", "1250", True),
+]
+
+FALSE_POSITIVES = [
+    # Golds that are equations whose left side is not one variable: the right side alone is not them.
+    ("\\boxed{0}", "a + 3z = 0", False),
+    ("\\boxed{a + 3z = 0}", "a + 3z = 0", True),
+    ("\\boxed{2a + 6z = 0}", "a + 3z = 0", True),
+    ("\\boxed{6}", "2x + 3y = 6", False),
+    ("\\boxed{2x + 3y = 6}", "2x + 3y = 6", True),
+    ("\\boxed{x + y + z = 1}", "x + y + z = 1", True),
+    ("\\boxed{1}", "x + y + z = 1", False),
+    ("\\boxed{x - 2y + z = 4}", "x+y+z=1", False),
+    # The prediction may still add the question's expression on the left: "m + n = 7" for "find m + n".
+    ("\\boxed{m + n = 7}", "7", True),
+]
+
+MORE_SHAPES = [
+    # More of the same classes: bold answer lines, dollars, units, named pairs in prose, closing computations.
+    ("**Answer:** 42", "42", True),
+    ("Hence, the total cost is \\$45.", "45", True),
+    ("The total cost is $\\$45$.", "45", True),
+    ("Therefore, the answer is 36 ways.", "36", True),
+    ("The sum of the roots is -3/2.", "-\\frac{3}{2}", True),
+    ("The sum of the roots is -3/2.", "\\frac{3}{2}", False),
+    ("In total, Jim spent 2.5 hours.", "2.5", True),
+    ("In total, Jim spent 2.5 hours.", "\\frac52", True),
+    ("\\boxed{x = 2 \\text{ and } y = 3}", "(2,3)", True),
+    ("\\boxed{x = 3 \\text{ and } y = 2}", "(2,3)", False),
+    ("The solution is $x = 2$ and $y = 3$.", "(2, 3)", True),
+    ("\\boxed{(x, y) = (2, 3)}", "x = 2, y = 3", True),
+    ("\\boxed{(2, 3)}", "(x,y) = (2,3)", True),
+    ("\\boxed{\\max\\{3, 5\\}}", "5", True),
+    ("\\boxed{\\text{all real numbers}}", "(-\\infty,\\infty)", True),
+    ("\\boxed{(-\\infty, \\infty)}", "\\text{all real numbers}", True),
+    ("\\boxed{\\mathbb{Z}}", "\\mathbb{Z}", True),
+    ("\\boxed{\\mathbb{Z}}", "\\mathbb{R}", False),
+    ("Answer:\nTo find it, we multiply the two numbers.\nTherefore, the answer is 12.", "12", True),
+    ("Step 3: Multiply 6 by 7 to get 42.", "42", True),
+    ("So we get $x^2 + 3x = 10$.", "10", False),
+    ("We get\n\\[x^2 + 3x = 10\\]", "10", False),
+    ("Adding them up,\n\\[3 + 4 + 5 = 12.\\]", "12", True),
+    ("The answer is $\\boxed{5}$ apples. So the answer is 5.", "5", True),
+    ("The final answer is $\\boxed{12}$.\n\nNote: the answer is 12 because 3 times 4 is 12.", "12", True),
+    ("\\boxed{\\cos 60^\\circ}", "\\frac12", True),  # degrees inside a trig function
+    ("\\boxed{\\sin 30^\\circ}", "\\frac{\\sqrt3}{2}", False),
+    ("\\boxed{four}", "4", True),
+    ("\\boxed{\\text{twelve}}", "12", True),
+    ("\\boxed{\\text{eleven}}", "12", False),
+    ("\\boxed{f^{-1}(x) = \\frac{x-1}{2}}", "\\frac{x-1}{2}", True),
+    ("\\boxed{1:2}", "\\frac12", True),  # a ratio
+    ("\\boxed{2:1}", "\\frac12", False),
+]
+
 CATEGORIES = {
     "boxed": BOXED, "answer_lines": ANSWER_LINES, "integers": INTEGERS, "decimals_fractions": DECIMALS_FRACTIONS,
     "roots_constants": ROOTS_CONSTANTS, "factorial_binomial": FACTORIAL_BINOMIAL, "complex": COMPLEX,
     "intervals": INTERVALS, "inequalities": INEQUALITIES, "sets": SETS, "tuples": TUPLES, "matrices": MATRICES,
     "equations": EQUATIONS, "percent": PERCENT, "units_formats": UNITS_FORMATS, "choices": CHOICES, "text": TEXT,
     "hedges": HEDGES, "hostile": HOSTILE, "math_solutions": MATH_SOLUTIONS,
-    "rollout_shapes": ROLLOUT_SHAPES,
+    "rollout_shapes": ROLLOUT_SHAPES, "prose_final": PROSE_FINAL, "later_final": LATER_FINAL,
+    "outside_box": OUTSIDE_BOX, "named": NAMED, "notations": NOTATIONS, "false_positives": FALSE_POSITIVES,
+    "more_shapes": MORE_SHAPES,
 }
