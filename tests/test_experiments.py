@@ -95,3 +95,107 @@ def test_plot_writes_a_png_with_one_labelled_line_per_run_in_each_panel(tmp_path
 def test_plot_refuses_a_folder_without_metrics(tmp_path):
     with pytest.raises(SystemExit, match="no such file"):
         plot.read_metrics(tmp_path)
+
+
+# --- experiments/entropy.py and overlap.py on the tiny random model --------------------------
+
+import html as html_lib  # noqa: E402
+import math  # noqa: E402
+import re  # noqa: E402
+
+import torch  # noqa: E402
+
+import entropy  # noqa: E402
+import overlap  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def entropy_report(tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("entropy")
+    entropy.main(["--model", str(tiny_model), "--out", str(out), "--rollout", "hf", "--n-prompts", "3",
+                  "--samples", "2", "--max-new-tokens", "10", "--min-count", "1", "--temperature", "0.7"])
+    records = [json.loads(line) for line in (out / "tokens.jsonl").read_text().splitlines()]
+    return out, records
+
+
+def naive_entropies(model_dir, prompt_ids, response_ids, temperature):
+    """H_t of softmax(z_t / T) from the full logits of one sequence, at its response positions."""
+    from transformers import AutoModelForCausalLM
+    lm = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    ids = torch.tensor([prompt_ids + response_ids])
+    with torch.no_grad():
+        logits = lm(ids).logits[0, len(prompt_ids) - 1 : -1].double() / temperature
+    logp = torch.log_softmax(logits, -1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def test_entropy_report_saves_each_response_tokens_entropy_as_the_full_logits_give_it(entropy_report, tiny_model):
+    out, records = entropy_report
+    assert len(records) == 6 and {r["prompt_index"] for r in records} == {0, 1, 2}
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    for r in records[:3]:
+        assert len(r["entropy"]) == len(r["response_ids"]) == len(r["tokens"]) > 0
+        assert r["tokens"] == [tok.decode([t]) for t in r["response_ids"]]
+        naive = naive_entropies(tiny_model, r["prompt_ids"], r["response_ids"], 0.7)
+        torch.testing.assert_close(torch.tensor(r["entropy"], dtype=torch.float64), naive, rtol=1e-5, atol=1e-5)
+
+
+def test_entropy_summary_percentiles_are_the_forking_masks_thresholds(entropy_report):
+    out, records = entropy_report
+    summary = json.loads((out / "summary.json").read_text())
+    h = sorted((e for r in records for e in r["entropy"]), reverse=True)
+    assert summary["n_tokens"] == len(h)
+    for q in (50, 80, 95):  # the ceil((1 - q/100) N)-th largest, as the trainer's entropy/pq (exact integers)
+        k = -(-(100 - q) * len(h) // 100)
+        assert summary[f"p{q}"] == pytest.approx(h[k - 1], abs=1e-6)
+    assert summary["mean"] == pytest.approx(sum(h) / len(h))
+    assert summary["frac_below_0.01"] == sum(e < 0.01 for e in h) / len(h)
+    assert summary["temperature"] == 0.7
+    for name in ("entropy_hist.png", "example.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| token | mean entropy | count |" in (out / "top_tokens.md").read_text()
+
+
+ALLOWED_TAGS = {"!doctype", "meta", "title", "/title", "style", "/style", "h1", "/h1", "h2", "/h2", "p", "/p",
+                "div", "/div", "span", "/span"}
+
+
+def test_examples_html_holds_no_unescaped_model_text(entropy_report):
+    out, records = entropy_report
+    page = (out / "examples.html").read_text()
+    assert {t.split()[0].lower() for t in re.findall(r"<([^\s>]+)", page)} <= ALLOWED_TAGS
+    for r in records[:4]:
+        for t in r["tokens"]:
+            assert html_lib.escape(t) in page
+    hostile = [{"prompt_index": 0, "prompt_text": "<img src=x onerror=alert(1)>",
+                "tokens": ["<script>", "alert('x')", "</script>", "' onmouseover='bad", "&amp;"],
+                "entropy": [0.1, 2.0, 0.3, 1.5, 0.0]}]
+    page = entropy.render_html(hostile, tau=1.0, top=2.0, title="<b>model</b>")
+    assert "<script>" not in page and "<img" not in page and "<b>" not in page
+    assert "&lt;script&gt;" in page and "&#x27; onmouseover=&#x27;bad" in page and "&amp;amp;" in page
+    assert page.count("class='f'") == 2  # the two tokens at or above tau are boxed
+
+
+def test_overlap_of_a_model_with_itself_is_one_and_with_another_matches_a_topk_count(entropy_report, tiny_model,
+                                                                                    tmp_path):
+    out, records = entropy_report
+    from transformers import LlamaForCausalLM
+    other = tmp_path / "other"
+    torch.manual_seed(5)
+    LlamaForCausalLM(LlamaForCausalLM.config_class.from_pretrained(tiny_model)).save_pretrained(other)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (Path(tiny_model) / name).exists():
+            (other / name).write_bytes((Path(tiny_model) / name).read_bytes())
+    overlap.main(["--tokens", str(out / "tokens.jsonl"), "--models", str(tiny_model), str(other), str(tiny_model),
+                  "--out", str(tmp_path / "ov"), "--rho", "0.25"])
+    result = json.loads((tmp_path / "ov" / "overlap.json").read_text())
+    assert result["overlap_with_first"][0] == result["overlap_with_first"][2] == 1.0
+    # Independently: full-logits entropies, top k = ceil(rho N) by torch.topk.
+    h = [torch.cat([naive_entropies(m, r["prompt_ids"], r["response_ids"], 0.7) for r in records])
+         for m in (tiny_model, other)]
+    k = -(-len(h[0]) // 4)  # ceil(N / 4)
+    first, second = (set(torch.topk(x, k).indices.tolist()) for x in h)
+    assert result["overlap_with_first"][1] == pytest.approx(len(first & second) / k, abs=1e-9)
+    assert 0 < result["overlap_with_first"][1] < 1
+    assert (tmp_path / "ov" / "entropy_change.png").is_file() and "| model |" in (tmp_path / "ov" / "overlap.md").read_text()
