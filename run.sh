@@ -119,4 +119,26 @@ if [ "${1:-}" = test ]; then
   shift
   exec "$PY" -m pytest tests "$@"
 fi
-exec "$PY" forkgrpo.py "$@"
+# Train, then draw the run's curves. vLLM's CPU build prints a NUMA-binding notice through torch's
+# C++ log at every start; only errors of that log reach the console here.
+export TORCH_CPP_LOG_LEVEL="${TORCH_CPP_LOG_LEVEL:-ERROR}"
+status=0
+"$PY" forkgrpo.py "$@" || status=$?
+out=""
+prev=""
+for arg in "$@"; do
+  case "$arg" in
+    --help|-h) exit "$status" ;;
+    --out-dir=*) out="${arg#--out-dir=}" ;;
+  esac
+  [ "$prev" = --out-dir ] && out="$arg"
+  prev="$arg"
+done
+if [ -z "$out" ]; then  # the default --out-dir: the run took the first free runs/forkgrpo-N
+  latest=$(ls -t runs/forkgrpo/metrics.jsonl runs/forkgrpo-*/metrics.jsonl 2>/dev/null | head -n 1)
+  [ -n "$latest" ] && out=$(dirname "$latest")
+fi
+if [ "$status" = 0 ] && [ -s "$out/metrics.jsonl" ]; then
+  "$PY" experiments/plot.py "$out" --out "$out/curves.png" && say "curves of this run: $out/curves.png"
+fi
+exit "$status"

@@ -498,7 +498,7 @@ def test_a_damaged_or_foreign_checkpoint_is_refused_with_a_message(saved_checkpo
 
 def test_resume_drops_a_metrics_line_cut_short_by_a_kill(tmp_path, capsys):
     (tmp_path / "metrics.jsonl").write_text('{"step": 0, "eval/acc_greedy": 0.5}\n{"step": 1}\n{"step": 2}\n{"step": 3, "rew')
-    forkgrpo.MetricsLog(tmp_path, rank=0, start=2)
+    forkgrpo.MetricsLog(tmp_path, rank=0, start=2, cfg=forkgrpo.Config())
     assert (tmp_path / "metrics.jsonl").read_text() == '{"step": 0, "eval/acc_greedy": 0.5}\n{"step": 1}\n{"step": 2}\n'
     assert "dropped 1 unreadable line(s)" in capsys.readouterr().out
 
@@ -628,3 +628,52 @@ def test_update_through_the_forking_tokens_alone_has_the_gradient_of_the_full_re
         # Equal up to float32 summation order (the head's gradient sums over fewer rows).
         torch.testing.assert_close(grads["selected"][n], full, rtol=1e-4, atol=1e-5 * float(full.abs().max()), msg=n)
     assert any(v.abs().sum() > 0 for v in grads["full"].values())
+
+
+def wandb_records(path):
+    """The protobuf records of an offline W&B run file (a LevelDB-style log of 32 KiB blocks after a
+    7-byte header), read without W&B's own reader, which 0.31 no longer ships in Python."""
+    import struct
+    from wandb.proto import wandb_internal_pb2
+    data, pos, part = Path(path).read_bytes(), 7, b""
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # a block's tail too short for a chunk header is padding
+            pos += 32768 - pos % 32768
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind in (1, 4):  # a whole record, or the last chunk of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(part + chunk)
+            yield record
+            part = b""
+        elif kind in (2, 3):
+            part += chunk
+        else:
+            break
+
+
+def test_wandb_offline_gets_every_metric_line_the_config_and_the_final_eval(tiny_model, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")  # no network: the run is written under out_dir/wandb
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run_ok(["--model", str(tiny_model), "--out-dir", str(tmp_path), "--steps", "2", "--wandb-project", "forkgrpo-test",
+            *TINY])
+    (run,) = (tmp_path / "wandb").glob("offline-run-*")
+    assert run.name.endswith((tmp_path / "wandb-run-id").read_text().strip())
+    records = list(wandb_records(next(run.glob("run-*.wandb"))))
+    history = {}
+    for r in records:
+        if r.WhichOneof("record_type") == "history":
+            history[r.history.step.num] = {i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                                           for i in r.history.item}
+    metrics = read_metrics(tmp_path)
+    assert sorted(history) == [0, 1, 2]  # W&B's step is the training step
+    for m in metrics:  # every line, under its own step; an eval line joins its step's training line
+        for key, value in m.items():
+            if key != "step":
+                assert history[m["step"]][key] == pytest.approx(value), key
+    (run_record,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    config = {i.key: json.loads(i.value_json) for i in run_record.config.update}
+    assert config["wandb_project"] == "forkgrpo-test" and config["rho"] == 0.2 and config["steps"] == 2
