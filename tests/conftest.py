@@ -46,6 +46,27 @@ def tiny_model(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_qwen3(tmp_path_factory):
+    """A random 2-layer Qwen3 (q/k norms, head_dim 32, an untied LM head) with the default model's tokenizer."""
+    need_default_model()
+    import torch
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+
+    path = tmp_path_factory.mktemp("tiny-qwen3")
+    tok = AutoTokenizer.from_pretrained(DEFAULT_MODEL)
+    cfg = Qwen3Config(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=32, tie_word_embeddings=False,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        max_position_embeddings=1024,
+    )
+    torch.manual_seed(0)
+    Qwen3ForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
 def run_forkgrpo(args, *, nproc=1, timeout=300, worker_args=()):
     """Run tests/train_worker.py (forkgrpo.main under a stand-in reward) in a subprocess,
     under torchrun when nproc > 1. Returns the CompletedProcess."""

