@@ -1,0 +1,196 @@
+"""A prepared check for a machine with one CUDA GPU: the paths that only matter at scale, in one table.
+
+    python bench/gpu_check.py            # one CUDA GPU, stock PyTorch + transformers, no vLLM, no network: < 8 min
+    python bench/gpu_check.py --cpu      # the same checks at small sizes on CPU (a test runs this)
+
+1. forkgrpo.logprobs_and_entropy (chunked) against the naive full-logits computation at the paper's
+   sizes (Qwen3's V = 151,936, H = 4096, bf16): largest differences, peak memory and time of
+   forward + backward, and their ratios.
+2. forkgrpo.forking_token_mask on 2^24 entropies on the device against an exact torch.topk
+   reference: the same mask, and the time of each.
+3. A 2-step forkgrpo run in one process (--rollout hf) on a tiny random Qwen3 in bf16 with FSDP2 and
+   activation checkpointing: its metric lines, and whether every loss and gradient norm is finite.
+
+Nothing here needs vLLM or a download; the tiny model is built in a temporary folder.
+"""
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import forkgrpo  # noqa: E402
+
+SIZES = {  # N rows, H hidden, V vocabulary, dtype, mask entries
+    "cuda": dict(n=8192, h=4096, v=151_936, dtype=torch.bfloat16, mask_n=2**24, rounds=5),
+    "cpu": dict(n=256, h=64, v=2048, dtype=torch.bfloat16, mask_n=2**16, rounds=3),
+}
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, rounds):
+    """(median seconds, min, max, peak bytes above the start) of fn() over `rounds` calls after a warm-up."""
+    fn()
+    sync(device)
+    times, peak = [], 0
+    for _ in range(rounds):
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+        if device.type == "cuda":
+            peak = max(peak, torch.cuda.max_memory_allocated() - base)
+    return statistics.median(times), min(times), max(times), peak
+
+
+def naive(hidden, weight, targets, temperature):
+    logits = (hidden @ weight.t()).float() / temperature  # (N, V): what the chunked code never builds
+    logp = torch.log_softmax(logits, -1)
+    return logp.gather(-1, targets[:, None])[:, 0], -(logp.exp() * logp).sum(-1)
+
+
+def check_logprobs(device, s, rows):
+    g = torch.Generator(device=device).manual_seed(0)
+    hidden = (torch.randn(s["n"], s["h"], device=device, generator=g) * 0.5).to(s["dtype"]).requires_grad_()
+    weight = (torch.randn(s["v"], s["h"], device=device, generator=g) * s["h"] ** -0.5).to(s["dtype"]).requires_grad_()
+    targets = torch.randint(0, s["v"], (s["n"],), device=device, generator=g)
+
+    def step(fn, h, w):
+        h.grad = w.grad = None
+        logp, entropy = fn(h, w, targets, 1.0)
+        logp.sum().backward()  # the entropy only selects tokens: forkgrpo gives it no gradient
+        return logp.detach(), entropy.detach(), h.grad.clone(), w.grad.clone()
+
+    results = {name: (timed(lambda: step(fn, hidden, weight), device, s["rounds"]), step(fn, hidden, weight))
+               for name, fn in (("naive", naive), ("chunked", forkgrpo.logprobs_and_entropy))}
+    # The reference: the naive computation in float32 on the same (bf16-valued) inputs.
+    exact = step(naive, hidden.detach().float().requires_grad_(), weight.detach().float().requires_grad_())
+    (t_n, *_, mem_n), out_n = results["naive"]
+    (t_c, *_, mem_c), out_c = results["chunked"]
+    err = {name: [float((a.float() - b).abs().max()) for a, b in zip(out, exact)]
+           for name, out in (("chunked", out_c), ("naive", out_n))}
+    scale = [float(b.abs().max()) for b in exact]
+    # The chunked code must be about as close to float32 as the naive bf16 one (it keeps logits in float32).
+    ok = all(c <= 2 * n + 1e-3 * sc for c, n, sc in zip(err["chunked"], err["naive"], scale))
+    size = f"N={s['n']}, H={s['h']}, V={s['v']}, {str(s['dtype']).removeprefix('torch.')}"
+    rows.append(("chunked vs naive: max error against float32 of logp, H, dL/dh, dL/dW", size,
+                 "chunked " + " / ".join(f"{d:.1e}" for d in err["chunked"]) + "; naive "
+                 + " / ".join(f"{d:.1e}" for d in err["naive"]), "ok" if ok else "FAILED"))
+    memory = (f"peak {mem_c / 2**30:.2f} vs {mem_n / 2**30:.2f} GiB ({mem_c / max(mem_n, 1):.2f}x)"
+              if device.type == "cuda" else "peak memory: CUDA only")
+    rows.append(("chunked vs naive: forward+backward time, memory", size,
+                 f"{t_c * 1e3:.1f} vs {t_n * 1e3:.1f} ms ({t_c / t_n:.2f}x); {memory}", "measured"))
+    return ok
+
+
+def check_mask(device, s, rows):
+    g = torch.Generator(device=device).manual_seed(1)
+    n, rho = s["mask_n"], 0.2
+    entropy = torch.rand(n, device=device, generator=g)[None]  # (1, n), distinct with probability ~1
+    valid = torch.ones_like(entropy, dtype=torch.bool)
+    k = -(-n // 5)  # ceil(rho n) in integers
+
+    def reference():
+        out = torch.zeros_like(valid)
+        out[0, torch.topk(entropy[0], k).indices] = True
+        return out
+
+    t_mask, *_ = timed(lambda: forkgrpo.forking_token_mask(entropy, valid, rho), device, s["rounds"])
+    t_topk, *_ = timed(reference, device, s["rounds"])
+    same = torch.equal(forkgrpo.forking_token_mask(entropy, valid, rho), reference())
+    rows.append(("forking_token_mask vs exact torch.topk: same mask; time", f"2^{int(math.log2(n))} entropies, rho 0.2",
+                 f"{'equal' if same else 'DIFFERENT'}; {t_mask * 1e3:.1f} vs {t_topk * 1e3:.1f} ms "
+                 f"({t_mask / t_topk:.2f}x)", "ok" if same else "FAILED"))
+    return same
+
+
+def check_run(device, rows, small):
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model, out = Path(tmp) / "qwen3", Path(tmp) / "run"
+        tok = AutoTokenizer.from_pretrained(forkgrpo.DEFAULT_MODEL_DIR) if (forkgrpo.DEFAULT_MODEL_DIR / "config.json").is_file() \
+            else None
+        if tok is None:  # no embedded model here: a byte-level tokenizer trained on nothing is enough
+            from tokenizers import Tokenizer, models, pre_tokenizers
+            from transformers import PreTrainedTokenizerFast
+            raw = Tokenizer(models.BPE(unk_token="<unk>"))
+            raw.pre_tokenizer = pre_tokenizers.ByteLevel()
+            raw.add_special_tokens(["<unk>", "<pad>", "</s>"])
+            raw.add_tokens([chr(c) for c in range(32, 127)])
+            tok = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", pad_token="<pad>", eos_token="</s>")
+        hidden = 64 if small else 128
+        cfg = Qwen3Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, head_dim=32, tie_word_embeddings=False,
+                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, max_position_embeddings=1024)
+        torch.manual_seed(0)
+        Qwen3ForCausalLM(cfg).save_pretrained(model)
+        tok.save_pretrained(model)
+        # A random model never answers right: a stand-in reward (right on every other response) gives
+        # every group a non-zero advantage, so the whole update path runs.
+        stand_in = ("import sys, torch, forkgrpo; forkgrpo.correctness = lambda responses, answers, timeout: "
+                    "torch.tensor([float(i % 2) for i in range(len(responses))]); forkgrpo.main(sys.argv[1:])")
+        cmd = [sys.executable, "-c", stand_in, "--model", str(model), "--out-dir", str(out),
+               "--rollout", "hf", "--dtype", "bfloat16", "--activation-checkpointing", "--steps", "2",
+               "--template", "base", "--group-size", "4", "--prompts-per-step", "2" if small else "4",
+               "--max-new-tokens", "8" if small else "16", "--overlong-cache", "4", "--eval-size", "2",
+               "--eval-samples", "1", "--no-dynamic-sampling", "--lr", "1e-3", "--micro-batch-size", "4"]
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=420, cwd=ROOT,
+                              env=dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT)))
+        seconds = time.perf_counter() - start
+        lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()] if (out / "metrics.jsonl").is_file() else []
+    train = [m for m in lines if "loss/loss" in m]
+    ok = proc.returncode == 0 and len(train) == 2 and all(
+        math.isfinite(m["loss/loss"]) and math.isfinite(m["train/grad_norm"]) and m["train/grad_norm"] > 0 for m in train)
+    detail = "; ".join(f"step {m['step']}: loss {m['loss/loss']:+.4f} grad norm {m['train/grad_norm']:.3f} "
+                       f"H {m['entropy/mean']:.3f}" for m in train) or proc.stderr.strip()[-300:]
+    rows.append(("2 forkgrpo steps: tiny Qwen3, bf16, FSDP2, activation checkpointing, --rollout hf",
+                 f"{device.type}, {seconds:.0f} s", detail, "ok" if ok else "FAILED"))
+    for m in lines:
+        print("  metrics:", json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in m.items()
+                                         if not k.startswith(("time/", "perf/"))}))
+    return ok
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cpu", action="store_true", help="small sizes on CPU (no GPU needed)")
+    args = ap.parse_args(argv)
+    if not args.cpu and not torch.cuda.is_available():
+        raise SystemExit("gpu_check.py: no CUDA GPU here; run with --cpu for the small CPU version")
+    device = torch.device("cpu" if args.cpu else "cuda")
+    s = SIZES[device.type]
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    import transformers
+    print(f"gpu_check on {name}: torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"{torch.get_num_threads()} CPU threads\n", flush=True)
+    rows = []
+    results = [check_logprobs(device, s, rows), check_mask(device, s, rows), check_run(device, rows, args.cpu)]
+    print("\n| check | size | result | verdict |\n|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(x.replace("|", "/") for x in r) + " |")
+    if not all(results):
+        raise SystemExit("gpu_check.py: a check FAILED (table above)")
+
+
+if __name__ == "__main__":
+    main()
