@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 
+from .normalize import _UNIT_WORDS
+
 MAX_COMPLETION_CHARS = 200_000
 """Longer completions are cut to their last this-many characters."""
 
@@ -141,6 +143,7 @@ def _value_of_sentence(ans: str) -> str:
 def _strip_sentence(ans: str) -> str:
     ans = re.sub(r"^(?:\**\s*(?:final\s+)?answer\s*\**\s*[:：]\s*\**)+", "", ans.strip(), flags=re.I).strip()
     ans = re.sub(r"\s*\.?\s*I hope it is correct\.?$", "", ans, flags=re.I)
+    ans = re.sub(r"\s*\((?:since|because|as|which|i\.e\.|e\.g\.|from|by)\b[^()]{0,200}\)\s*\.?$", "", ans, flags=re.I)
     ans = _value_of_sentence(ans)
     # A single $...$ segment inside prose: take the math.
     dollars = [m.group(1) for m in re.finditer(r"\$([^$]{1,400})\$", ans)]
@@ -202,7 +205,10 @@ _CONCLUSION_RE = re.compile(r"^\W*(?:therefore|thus|so|hence|in total|in conclus
 _NEGATION_RE = re.compile(r"\bnot\b|n't\b|\bno\b|\bwrong\b|\bincorrect\b|\bnever\b", re.I)
 _NUMBER_RE = re.compile(r"(?<![\w.])-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?(?![\w.]*\d)(?:\s*(?:%|\\%|percent\b))?")
 _DISPLAY_END_RE = re.compile(r"(?:\\\[((?:(?!\\\[).){1,600}?)\\\]|\$\$((?:(?!\$\$).){1,600}?)\$\$)\s*$", re.S)
-_INLINE_END_RE = re.compile(r"(?:\$([^$]{1,400})\$|\\\(((?:(?!\\\().){1,400}?)\\\))[\s.!*]{0,4}$")
+# A formula at the end of a sentence, maybe followed by its unit ("$6\sqrt{3}$ square units.").
+_INLINE_END_RE = re.compile(r"(?:\$([^$]{1,400})\$|\\\(((?:(?!\\\().){1,400}?)\\\))((?:\s+[A-Za-z]{1,12}){0,3})[\s.!*]{0,4}$")
+_RESTATED_RE = re.compile(r",?\s*\bor\s+(?:about|approximately|roughly|around|nearly|equivalently)\b.{0,80}?(?=[.!]?\s*$)",
+                          re.I)  # ", or about 16.7%": a restatement, not a second answer
 _STATES_RE = re.compile(r"=|\b(?:is|are|was|were|equals|get|gets|got|gives|makes|yields|obtain|obtains)\b", re.I)
 _CALCULATOR_RE = re.compile(r"<<[^<>\n]{0,200}>>")  # GSM8K's calculator annotations, <<9*2=18>>
 
@@ -223,12 +229,14 @@ def _final_statement(text: str) -> str | None:
     lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
     if not lines:
         return None
-    last = lines[-1]
+    last = _RESTATED_RE.sub("", lines[-1])
     if last.rstrip("*$ ").endswith("?") or _NEGATION_RE.search(last) or re.search(r"\bor\b", last, re.I):
         return None
     if not (_CONCLUSION_RE.match(last) or re.search(r"[.!](?:\s|\*|\$)*$", last)):
         return None
     inline = _INLINE_END_RE.search(last)
+    if inline is not None and not all(w.lower() in _UNIT_WORDS for w in inline.group(3).split()):
+        inline = None  # "$x = 5$ is valid": words after the formula that are not its unit
     if inline is not None:
         formulas = [inline.group(1) or inline.group(2)]
         head = last[: inline.start()]
@@ -240,8 +248,8 @@ def _final_statement(text: str) -> str | None:
             head = head[: more.start()]
         values = [_committed(f.strip()) if len(formulas) == 1 else re.sub(r"[\s.,;]+$", "", f.strip()) for f in formulas]
         return ", ".join(values) if all(values) else None
-    if any(re.search(r"[A-Za-z\\]", m) for m in re.findall(r"\$([^$]{0,400})\$", last)):
-        return None  # a formula in mid-sentence: not a stated value
+    if any(re.search(r"\d|[=<>]|\\[A-Za-z]", m) for m in re.findall(r"\$([^$]{0,400})\$", last)):
+        return None  # a value in a formula in mid-sentence ("check whether $x = 5$ works"): not stated
     stated = None
     for stated in _STATES_RE.finditer(last):
         pass
@@ -263,7 +271,9 @@ def _committed(formula: str) -> str | None:
     if "=" not in formula:
         return formula
     left = formula.split("=")[-2]
-    named = re.fullmatch(r"\s*(?:[A-Za-z](?:_\{?\w+\}?)?|\(\s*[A-Za-z](?:\s*,\s*[A-Za-z])+\s*\)"
+    # x, (p, q), f(3), a + b + c, mn: a name or a quantity asked for, not an equation in unknowns
+    named = re.fullmatch(r"\s*(?:[A-Za-z](?:_\{?\w+\}?)?|\(\s*[A-Za-z](?:\s*,\s*[A-Za-z])+\s*\)|[A-Za-z]\([^()=]{1,20}\)"
+                         r"|[a-wA-W](?:\s*[+]?\s*[a-wA-W]){1,5}"
                          r"|\\left\(\s*[A-Za-z](?:\s*,\s*[A-Za-z])+\s*\\right\))\s*", left)
     if named or not re.search(r"(?<!\\)\b[A-Za-z]\b|[A-Za-z](?=\^|_)", re.sub(r"\\[A-Za-z]+", " ", left)):
         return formula.rsplit("=", 1)[1].strip() or None

@@ -138,6 +138,11 @@ def test_answer_shapes_seen_in_rollouts_are_judged_as_mathematics(completion, go
     _check(completion, gold, expected)
 
 
+@pytest.mark.parametrize("completion,gold,expected", cases.SHAPES_SEEN, ids=_ids(cases.SHAPES_SEEN))
+def test_answer_shapes_of_gsm8k_math_and_minerva_completions_are_judged_as_mathematics(completion, gold, expected):
+    _check(completion, gold, expected)
+
+
 @pytest.mark.parametrize("completion,gold,expected", cases.PROSE_FINAL + cases.MORE_SHAPES,
                          ids=_ids(cases.PROSE_FINAL + cases.MORE_SHAPES))
 def test_a_final_answer_stated_in_prose_is_read_and_a_non_committal_last_line_is_not(completion, gold, expected):
