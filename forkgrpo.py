@@ -1747,7 +1747,7 @@ def run_options(cfg):
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in MAY_CHANGE_ON_RESUME}
 
 
-RUN_FILES = ("metrics.jsonl", "checkpoints", "final", "hf")
+RUN_FILES = ("metrics.jsonl", "checkpoints", "final", "hf", "wandb", "wandb-run-id", "curves.png")  # what --overwrite deletes
 
 
 def holds_run(folder):

@@ -117,7 +117,7 @@ def aggregate(out):
     table = {}
     for arm in ARMS:
         runs = sorted(out.glob(f"{arm}-seed*"), key=lambda p: int(p.name.rsplit("seed", 1)[1]))
-        rows = [(int(r.name.rsplit("seed", 1)[1]), summarize(read_metrics(r))) for r in runs if (r / "metrics.jsonl").is_file()]
+        rows = [(int(r.name.rsplit("seed", 1)[1]), summarize(read_metrics(r))) for r in runs if finished(r)]
         if not rows:
             continue
         entry = {"seeds": [s for s, _ in rows], "sampled_key": rows[0][1]["sampled_key"]}
@@ -165,7 +165,7 @@ def figure(out, path):
               ("reward/accuracy", "training-rollout accuracy"), ("entropy/mean", "mean token entropy (rollouts)")]
     for ax, (key, title) in zip(axes, panels):
         for arm in ARMS:
-            curves = [series(read_metrics(r), key) for r in sorted(out.glob(f"{arm}-seed*")) if (r / "metrics.jsonl").is_file()]
+            curves = [series(read_metrics(r), key) for r in sorted(out.glob(f"{arm}-seed*")) if finished(r)]
             curves = [c for c in curves if c[0]]
             for x, y in curves:
                 ax.plot(x, y, color=COLOURS[arm], linewidth=0.8, alpha=0.45)
