@@ -25,46 +25,38 @@ def need_default_model():
         pytest.fail(f"{DEFAULT_MODEL} is missing: run the suite with ./run.sh test, which prepares it")
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    """A random 2-layer Llama (hidden 64, head_dim 32) with the default model's tokenizer."""
+def save_tiny_model(path, family, **shape):
+    """A random 2-layer model of a transformers family (hidden 64, head_dim 32) with the default
+    model's tokenizer, saved to path."""
     need_default_model()
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    import transformers
+    from transformers import AutoTokenizer
 
-    path = tmp_path_factory.mktemp("tiny-llama")
     tok = AutoTokenizer.from_pretrained(DEFAULT_MODEL)
-    cfg = LlamaConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, head_dim=32, tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-        max_position_embeddings=1024,
+    cfg = getattr(transformers, f"{family}Config")(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+        head_dim=32, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        max_position_embeddings=1024, **shape,
     )
     torch.manual_seed(0)
-    LlamaForCausalLM(cfg).save_pretrained(path)
+    getattr(transformers, f"{family}ForCausalLM")(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A random 2-layer Llama with a tied LM head."""
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"), "Llama", num_key_value_heads=2,
+                           tie_word_embeddings=True)
 
 
 @pytest.fixture(scope="session")
 def tiny_qwen3(tmp_path_factory):
-    """A random 2-layer Qwen3 (q/k norms, head_dim 32, an untied LM head) with the default model's tokenizer."""
-    need_default_model()
-    import torch
-    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
-
-    path = tmp_path_factory.mktemp("tiny-qwen3")
-    tok = AutoTokenizer.from_pretrained(DEFAULT_MODEL)
-    cfg = Qwen3Config(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=32, tie_word_embeddings=False,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-        max_position_embeddings=1024,
-    )
-    torch.manual_seed(0)
-    Qwen3ForCausalLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    """A random 2-layer Qwen3: q/k norms, grouped-query attention, an untied LM head."""
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-qwen3"), "Qwen3", num_key_value_heads=1,
+                           tie_word_embeddings=False)
 
 
 def run_forkgrpo(args, *, nproc=1, timeout=300, worker_args=()):
