@@ -22,6 +22,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import forkgrpo  # noqa: E402
 
 
+def scored_batch(model, groups, response_len, micro_batch_size):
+    """(lm, policy, a scored batch of `groups` groups of G = 8 random responses after 40-token prompts)."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    lm = AutoModelForCausalLM.from_pretrained(forkgrpo.resolve_model(model), dtype=torch.float32)
+    policy = forkgrpo.Policy(lm)
+    g = torch.Generator().manual_seed(0)
+    vocab = lm.config.vocab_size
+    rows = [forkgrpo.Group(torch.randint(0, vocab, (40,), generator=g).tolist(),
+                           [torch.randint(0, vocab, (response_len,), generator=g).tolist() for _ in range(8)],
+                           None, torch.tensor([1.0, -1.0] * 4)) for _ in range(groups)]
+    batch = forkgrpo.make_batch(rows, 0, torch.device("cpu"), 8, True)
+    batch, _ = forkgrpo.score(policy, batch, micro_batch_size, 1.0, None)
+    return lm, policy, batch
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="default")
@@ -30,20 +47,8 @@ def main():
     ap.add_argument("--mini-batches", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    path = forkgrpo.resolve_model(args.model)
-    lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    lm, policy, batch = scored_batch(args.model, args.groups, args.response_len, 8)
     initial = {k: v.clone() for k, v in lm.state_dict().items()}
-    policy = forkgrpo.Policy(lm)
-    g = torch.Generator().manual_seed(0)
-    vocab = lm.config.vocab_size
-    groups = [forkgrpo.Group(torch.randint(0, vocab, (40,), generator=g).tolist(),
-                             [torch.randint(0, vocab, (args.response_len,), generator=g).tolist() for _ in range(8)],
-                             None, torch.tensor([1.0, -1.0] * 4)) for _ in range(args.groups)]
-    batch = forkgrpo.make_batch(groups, 0, torch.device("cpu"), 8, True)
-    batch, _ = forkgrpo.score(policy, batch, 8, 1.0, None)
     times = {"scoring": [], "current": []}
     for r in range(args.rounds + 1):
         for variant in times:

@@ -22,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import forkgrpo  # noqa: E402
+from entropy_policy import scored_batch  # noqa: E402  (bench/ is on the path: the script's folder)
 
 
 def update(policy, batch, mask, select_all, micro_batch_size):
@@ -48,18 +49,7 @@ def main():
     ap.add_argument("--micro-batch-size", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    lm = AutoModelForCausalLM.from_pretrained(forkgrpo.resolve_model(args.model), dtype=torch.float32)
-    policy = forkgrpo.Policy(lm)
-    g = torch.Generator().manual_seed(0)
-    vocab = lm.config.vocab_size
-    groups = [forkgrpo.Group(torch.randint(0, vocab, (40,), generator=g).tolist(),
-                             [torch.randint(0, vocab, (args.response_len,), generator=g).tolist() for _ in range(8)],
-                             None, torch.tensor([1.0, -1.0] * 4)) for _ in range(args.groups)]
-    batch = forkgrpo.make_batch(groups, 0, torch.device("cpu"), 8, True)
-    batch, _ = forkgrpo.score(policy, batch, args.micro_batch_size, 1.0, None)
+    _, policy, batch = scored_batch(args.model, args.groups, args.response_len, args.micro_batch_size)
     mask = forkgrpo.forking_token_mask(batch.entropy, batch.response_mask, args.rho)
     times, grads = {"before: all response tokens": [], "after: forking tokens only": []}, {}
     for r in range(args.rounds + 1):
