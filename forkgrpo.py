@@ -1362,10 +1362,11 @@ def make_engine(cfg, policy, tokenizer, model_path, eos, rank):
             print("forkgrpo: vLLM is not installed; generating with transformers (slower)", file=sys.stderr)
     if kind == "hf":
         return HFRollout(policy, tokenizer, eos)
+    dtype = compute_dtype(cfg.dtype, next(policy.parameters()).device)  # the trainer's, as load_policy got it
     return VLLMRollout(
         model_path, seed=derive_seed(cfg.seed, "vllm", rank // cfg.vllm_tp),  # one seed per engine
-        max_model_len=cfg.max_prompt_len + cfg.max_new_tokens,
-        eos_token_ids=eos, dtype=str(compute_dtype(cfg.dtype, next(policy.parameters()).device)).removeprefix("torch."), gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+        max_model_len=cfg.max_prompt_len + cfg.max_new_tokens, eos_token_ids=eos,
+        dtype=str(dtype).removeprefix("torch."), gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
         tensor_parallel_size=cfg.vllm_tp,
     )
 
@@ -1737,8 +1738,8 @@ def load_checkpoint(path, policy, optimizer, run):
 
 # Options that may change when a run resumes: its length, its schedule of saves and evaluations,
 # and settings of memory and speed that leave the computed update unchanged.
-MAY_CHANGE_ON_RESUME = ("steps", "save_every", "save_hf_every", "eval_every", "wandb_project", "resume", "out_dir", "overwrite", "verify_timeout",
-                        "rollout", "vllm_tp", "vllm_gpu_memory_utilization", "micro_batch_size",
+MAY_CHANGE_ON_RESUME = ("steps", "save_every", "save_hf_every", "eval_every", "wandb_project", "resume", "out_dir",
+                        "overwrite", "verify_timeout", "rollout", "vllm_tp", "vllm_gpu_memory_utilization", "micro_batch_size",
                         "activation_checkpointing")
 
 
