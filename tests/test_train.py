@@ -445,7 +445,7 @@ def test_claim_takes_the_next_default_folder_overwrites_only_when_asked_and_clea
     assert out == Path("runs/forkgrpo-2") and "holds an earlier run; this run writes to runs/forkgrpo-2" in capsys.readouterr().out
     with pytest.raises(forkgrpo.InputError, match="another run \\(pid .*\\) is using this folder"):
         forkgrpo.claim_out_dir(forkgrpo.Config(out_dir="runs/forkgrpo-2"), rank=0, world=1)
-    forkgrpo._release(lock)
+    forkgrpo.release_out_dir(lock)
     assert (earlier / "metrics.jsonl").read_text() == '{"step": 1}\n'
 
     (earlier / "checkpoints" / "step_000003.tmp").mkdir()
@@ -454,12 +454,12 @@ def test_claim_takes_the_next_default_folder_overwrites_only_when_asked_and_clea
     said = capsys.readouterr().out
     assert "taking over" in said and "--overwrite: deleted the earlier run" in said
     assert not (earlier / "metrics.jsonl").exists() and list((earlier / "checkpoints").iterdir()) == []
-    forkgrpo._release(lock)
+    forkgrpo.release_out_dir(lock)
 
     (earlier / "checkpoints" / "step_000004.tmp").mkdir()
     out, lock = forkgrpo.claim_out_dir(forkgrpo.Config(out_dir=str(earlier)), rank=0, world=1)
     assert not (earlier / "checkpoints" / "step_000004.tmp").exists() and "removed 1 unfinished save" in capsys.readouterr().out
-    forkgrpo._release(lock)
+    forkgrpo.release_out_dir(lock)
     (tmp_path / "odd").mkdir()
     (tmp_path / "odd" / "checkpoints").write_text("not a folder")
     with pytest.raises(forkgrpo.InputError, match="--out-dir odd: cannot write there"):
