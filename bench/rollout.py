@@ -10,7 +10,8 @@ Both sides use the same number of threads (--threads, default 1): creating the v
 thread count for the whole process to 1 unless OMP_NUM_THREADS is set, and on a machine shared with other
 jobs one thread per process is faster than threads that spin waiting for a busy core. On an idle machine
 pass --threads equal to the core count. Each side does one untimed warm-up call, then --rounds timed
-calls; the table shows the median.
+calls, alternating between the two sides so that a change in the machine's load hits both alike; the
+table shows the median and the range of the rounds.
 
     .venv/bin/python bench/rollout.py
     .venv/bin/python bench/rollout.py --rounds 3 --max-tokens 128
@@ -72,15 +73,17 @@ def sample(engine, prompts, args, seed):
     return list(zip(responses, logps))
 
 
-def timed(fn, rounds):
-    """Median wall time of `rounds` calls after one warm-up call, and the last call's result."""
-    fn()
-    times, result = [], None
+def timed_alternately(fns, rounds):
+    """Wall times of `rounds` calls of each function, after one warm-up call of each, alternating
+    between the functions within every round; returns (times per function, last results)."""
+    results = [fn() for fn in fns]  # warm-up
+    times = [[] for _ in fns]
     for _ in range(rounds):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            results[i] = fn()
+            times[i].append(time.perf_counter() - start)
+    return times, results
 
 
 def main():
@@ -89,9 +92,10 @@ def main():
     parser.add_argument("--n", type=int, default=4, help="responses per prompt")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--rounds", type=int, default=1, help="timed calls per side (median shown)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed calls per side (median and range shown)")
     parser.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads for both sides")
     args = parser.parse_args()
+    load = os.getloadavg()
     # vLLM keeps torch's thread count only when OMP_NUM_THREADS is set; it reads it at engine start.
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     torch.set_num_threads(args.threads)
@@ -109,20 +113,16 @@ def main():
     responses = len(prompts) * args.n
     hf_threads = torch.get_num_threads()
     torch.manual_seed(0)
-    hf_s, hf_lengths = timed(
-        lambda: hf_rollout(model, tok, prompts, args.n, args.max_tokens, args.temperature), args.rounds
-    )
-
     start = time.perf_counter()
     engine = VLLMRollout(args.model, seed=0, max_model_len=512, eos_token_ids=[tok.eos_token_id],
                          kv_cache_bytes=256 * 2**20)
     startup_s = time.perf_counter() - start
     try:
         seeds = iter(range(10**6))
-        vllm_s, results = timed(
-            lambda: sample(engine, prompts, args, next(seeds)),
-            args.rounds,
-        )
+        (hf_times, vllm_times), (hf_lengths, results) = timed_alternately(
+            [lambda: hf_rollout(model, tok, prompts, args.n, args.max_tokens, args.temperature),
+             lambda: sample(engine, prompts, args, next(seeds))], args.rounds)
+        hf_s, vllm_s = statistics.median(hf_times), statistics.median(vllm_times)
         vllm_lengths = [len(ids) for ids, _ in results]
 
         # Weight sync after a (simulated) optimizer step, then the mismatch on fresh samples.
@@ -145,15 +145,18 @@ def main():
         engine.close()
 
     rows = [
-        ("transformers generate", hf_s, sum(hf_lengths)),
-        ("vLLM (VLLMRollout)", vllm_s, sum(vllm_lengths)),
+        ("transformers generate", hf_times, sum(hf_lengths)),
+        ("vLLM (VLLMRollout)", vllm_times, sum(vllm_lengths)),
     ]
     print(f"\n{len(prompts)} prompts x {args.n} responses x <= {args.max_tokens} new tokens, T={args.temperature}, "
-          f"float32, torch threads {hf_threads} (HF); median of {args.rounds} timed call(s)\n")
-    print(f"| {'rollout':<22} | {'seconds':>8} | {'responses/s':>11} | {'tokens':>6} | {'tokens/s':>8} |")
-    print(f"|{'-' * 24}|{'-' * 10}|{'-' * 13}|{'-' * 8}|{'-' * 10}|")
-    for name, seconds, tokens in rows:
-        print(f"| {name:<22} | {seconds:>8.2f} | {responses / seconds:>11.2f} | {tokens:>6} | {tokens / seconds:>8.1f} |")
+          f"float32, torch threads {hf_threads} (both); median [min, max] of {args.rounds} alternating timed "
+          f"call(s) per side; tokens: the last call's; load average before {load[0]:.2f}\n")
+    print(f"| {'rollout':<22} | {'seconds':>20} | {'responses/s':>11} | {'tokens':>6} | {'tokens/s':>8} |")
+    print(f"|{'-' * 24}|{'-' * 22}|{'-' * 13}|{'-' * 8}|{'-' * 10}|")
+    for name, times, tokens in rows:
+        seconds = statistics.median(times)
+        spread = f"{seconds:.2f} [{min(times):.2f}, {max(times):.2f}]"
+        print(f"| {name:<22} | {spread:>20} | {responses / seconds:>11.2f} | {tokens:>6} | {tokens / seconds:>8.1f} |")
     print(f"\nvLLM / transformers: {hf_s / vllm_s:.2f}x responses/s, "
           f"{(sum(vllm_lengths) / vllm_s) / (sum(hf_lengths) / hf_s):.2f}x tokens/s")
     print(f"vLLM engine start-up: {startup_s:.1f} s")
