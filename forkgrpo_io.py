@@ -234,6 +234,8 @@ def barrier():
 
 
 def save_checkpoint(out_dir, step, policy, optimizer, position, run, rank):
+    """Checkpoint `step` into out_dir/checkpoints/step_NNNNNN and delete the older ones; returns its path.
+    Every rank calls it: each writes its own shards."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
@@ -270,6 +272,7 @@ def find_checkpoint(resume, out_dir):
 
 def load_checkpoint(path, policy, optimizer, run):
     """Model and optimizer state from a checkpoint of the same run; returns (step, data position).
+    Every rank calls it.
 
     `run` is run_options(cfg): a checkpoint written under other values of those options is refused,
     and so is a damaged one (any file missing or truncated, another model's), with a clear error."""
@@ -314,7 +317,8 @@ def run_options(cfg):
 
 
 def save_final(policy, tokenizer, out, rank):
-    """The trained model as a transformers folder (safetensors), loadable by vLLM too."""
+    """The trained model as a transformers folder (safetensors), loadable by vLLM too. Every rank calls
+    it (the full state dict is gathered); rank 0 writes."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     full = get_model_state_dict(policy, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
