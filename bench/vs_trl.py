@@ -1,6 +1,6 @@
 """forkgrpo against TRL's GRPOTrainer(top_entropy_quantile=0.2) on the same work, in one run.
 
-    .venv/bin/python bench/vs_trl.py                        # 2 seeds x 8 steps per trainer (about 50 min here)
+    .venv/bin/python bench/vs_trl.py       # 2 seeds x 8 steps per trainer (about 40 min on 2 idle cores, estimated)
     .venv/bin/python bench/vs_trl.py --seeds 1 --steps 2 --eval-size 16 --variants vllm   # a quick look
 
 The work, the same for every trainer: the embedded SmolLM2-135M-Instruct (float32, CPU) on the built-in
@@ -315,7 +315,8 @@ def main():
     parser.add_argument("--steps", type=int, default=STEPS, help="optimizer steps per run")
     parser.add_argument("--eval-size", type=int, default=64, help="held-out problems per evaluation")
     parser.add_argument("--eval-samples", type=int, default=4, help="k of acc@k")
-    parser.add_argument("--variants", default="vllm,hf,defaults", help=f"forkgrpo variants, from {', '.join(VARIANTS)}")
+    parser.add_argument("--variants", default="vllm,defaults",
+                        help=f"forkgrpo variants, from {', '.join(VARIANTS)} (hf: forkgrpo with transformers generate, as TRL)")
     parser.add_argument("--model", default=str(DEFAULT_MODEL))
     parser.add_argument("--out", default=str(ROOT / ".cache" / "bench-vs-trl"))
     parser.add_argument("--trl-venv", default=str(ROOT / ".cache" / "trl-venv"))
