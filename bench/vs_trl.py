@@ -195,9 +195,9 @@ def forkgrpo_timings(run_dir):
             "trained_tokens": [m.get("train/tokens", 0.0) for m in steps]}
 
 
-def evaluate_model(model_dir, args, log_path):
+def evaluate_model(model_dir, seed, args, log_path):
     argv = [sys.executable, __file__, "--side", "eval", "--model", str(args.model), "--model-dir", str(model_dir),
-            "--seed", str(args.seed_now), "--eval-size", str(args.eval_size), "--eval-samples", str(args.eval_samples)]
+            "--seed", str(seed), "--eval-size", str(args.eval_size), "--eval-samples", str(args.eval_samples)]
     run_measured(argv, log_path)
     line = next(x for x in reversed(Path(log_path).read_text().splitlines()) if x.startswith("EVAL "))
     return json.loads(line[5:])
@@ -270,8 +270,7 @@ def driver(args):
                           "vllm": vllm.__version__, "python": platform.python_version(), "cpus": os.cpu_count()}
     variants = [v for v in args.variants.split(",") if v]
     for seed in range(args.seeds):
-        args.seed_now = seed
-        before = evaluate_model(args.model, args, out / f"eval-initial-seed{seed}.log")
+        before = evaluate_model(args.model, seed, args, out / f"eval-initial-seed{seed}.log")
         print(f"vs_trl: seed {seed}: initial model {before}", flush=True)
         for trainer in ["trl", *variants]:
             run_dir = out / f"{trainer}-seed{seed}"
@@ -290,7 +289,7 @@ def driver(args):
                 versions.update({f"trl-venv {k}": v for k, v in timings.pop("versions").items()})
             else:
                 timings = forkgrpo_timings(run_dir)
-            after = evaluate_model(run_dir / "final", args, run_dir / "eval.log")
+            after = evaluate_model(run_dir / "final", seed, args, run_dir / "eval.log")
             shutil.rmtree(run_dir / "final", ignore_errors=True)  # the models are not kept
             runs.append({"trainer": trainer, "seed": seed, "wall_s": seconds, "peak_gib": peak, **timings,
                          "before": before, "after": after})
