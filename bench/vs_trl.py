@@ -1,6 +1,6 @@
 """forkgrpo against TRL's GRPOTrainer(top_entropy_quantile=0.2) on the same work, in one run.
 
-    .venv/bin/python bench/vs_trl.py       # 2 seeds x 8 steps per trainer (about 40 min on 2 idle cores, estimated)
+    .venv/bin/python bench/vs_trl.py       # 2 seeds x 8 steps per trainer (83 min measured on 2 idle cores)
     .venv/bin/python bench/vs_trl.py --seeds 1 --steps 2 --eval-size 16 --variants vllm   # a quick look
 
 The work, the same for every trainer: the embedded SmolLM2-135M-Instruct (float32, CPU) on the built-in
