@@ -4,6 +4,7 @@
     python bench/verifier.py --reference-python /work/refvenv/bin/python
     python -m math_verify.bench [...]                             # the same, from the package
     python bench/verifier.py --cases held_out.jsonl --daemonic    # your own labelled table
+    python bench/verifier.py --reference                          # HF's in .cache/hf-math-verify (built once)
 
 With ``--cases`` a JSON Lines file of {"completion", "gold", "expected", "class" (optional)} rows is
 measured too (an independent table: our own tables are a regression check, not an accuracy
@@ -17,7 +18,12 @@ With ``--reference-python`` the same pairs also go through HF's Math-Verify
 mode from a scratch directory, because this package shadows its import name
 from the repository root. Both run in the same invocation on the same machine.
 
+``--reference`` builds that venv once under ``.cache/hf-math-verify`` (``pip install
+'math-verify[antlr4_13_2]==0.9.0'``) and uses its interpreter.
+
 Workloads:
+  real     tests/verify_cases/real_outputs.jsonl: completions written by models, copied verbatim
+           from public repositories or sampled from the embedded model, labelled by reading them
   tables   every row of tests/verify_cases/cases.py (all categories, incl. hostile)
   numeric  N plain numeric pairs shaped like DAPO/GSM8K rollouts (long reasoning,
            then a boxed integer, decimal or fraction; golds are integers)
@@ -45,6 +51,21 @@ from math_verify import verify_batch  # noqa: E402
 from math_verify.runner import get_pool  # noqa: E402
 
 _CASES = _ROOT / "tests" / "verify_cases" / "cases.py"
+_REAL = _ROOT / "tests" / "verify_cases" / "real_outputs.jsonl"
+_HF_VENV = _ROOT / ".cache" / "hf-math-verify"
+_HF_PIN = "math-verify[antlr4_13_2]==0.9.0"
+
+
+def reference_python() -> str:
+    """The interpreter of a venv with HF Math-Verify, built once under .cache/ (a few seconds to a minute)."""
+    python = _HF_VENV / "bin" / "python"
+    probe = [str(python), "-I", "-c", "import math_verify, latex2sympy2_extended"]
+    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return str(python)
+    print(f"building {_HF_VENV} with {_HF_PIN} ...", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", str(_HF_VENV)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", _HF_PIN], check=True)
+    return str(python)
 
 _REFERENCE = r"""
 import json, sys, time
@@ -86,6 +107,8 @@ def load_cases(path: str) -> list[tuple[str, str, bool, str]]:
         try:
             r = json.loads(line)
             rows.append((r["completion"], r["gold"], bool(r["expected"]), str(r.get("class", "all"))))
+            if not isinstance(r["expected"], bool):
+                raise TypeError("expected must be true or false")
         except (ValueError, KeyError, TypeError) as e:
             raise SystemExit(f"{path}:{k}: expected a JSON object with completion, gold, expected ({e})")
     if not rows:
@@ -192,14 +215,22 @@ def _print_table(title, results, rows):
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reference-python", help="interpreter of a venv with PyPI math-verify installed")
+    ap.add_argument("--reference", action="store_true",
+                    help=f"HF Math-Verify from .cache/hf-math-verify, built there on first use ({_HF_PIN})")
+    ap.add_argument("--only", nargs="+", choices=["real", "tables", "numeric"], help="measure only these workloads")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="pool sizes to measure")
     ap.add_argument("--timeout", type=float, default=5.0, help="per-pair deadline, seconds")
     ap.add_argument("--numeric-pairs", type=int, default=512, help="size of the numeric workload")
     ap.add_argument("--cases", help="a JSON Lines table of your own: completion, gold, expected, class (optional)")
     ap.add_argument("--daemonic", action="store_true", help="also score from inside a daemonic worker process")
     args = ap.parse_args(argv)
-    workloads = {"tables (all categories, incl. hostile)": load_tables(),
-                 f"numeric ({args.numeric_pairs} DAPO/GSM8K-shaped pairs)": numeric_workload(args.numeric_pairs)}
+    if args.reference and not args.reference_python:
+        args.reference_python = reference_python()
+    workloads = {"real model outputs (tests/verify_cases/real_outputs.jsonl)": ("real", lambda: load_cases(str(_REAL))),
+                 "tables (all categories, incl. hostile)": ("tables", load_tables),
+                 f"numeric ({args.numeric_pairs} DAPO/GSM8K-shaped pairs)":
+                     ("numeric", lambda: numeric_workload(args.numeric_pairs))}
+    workloads = {title: load() for title, (name, load) in workloads.items() if not args.only or name in args.only}
     if args.cases:
         workloads = {f"{args.cases}": load_cases(args.cases), **workloads}
     for title, rows in workloads.items():

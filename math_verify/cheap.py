@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from .normalize import choice_letter, is_choice_gold, normalize, text_key
+from .normalize import choice_letter, gold_list, is_choice_gold, normalize, text_key
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d{1,3})?"
 _SIMPLE_RE = re.compile(
@@ -74,9 +74,13 @@ def decide(pred: str, gold: str) -> bool | None:
         return None if (p_math and g_text is not None and re.search(r"\d", p_math)) else False
     if not g_math or (not p_math and p_text is None):
         return False
+    g_math = gold_list(g_math)
     if p_math.replace(" ", "") == g_math.replace(" ", ""):
         return True
     if is_hedge(p_math) and not is_hedge(g_math):
+        same = [simple_value(part.strip()) for part in p_math.split("\\or")]
+        if all(same) and len({v[0] / 100 if v[1] else v[0] for v in same}) == 1:  # "1/4 or 0.25": one value
+            return decide(p_math.split("\\or")[0].strip(), gold)
         # "x < 1 or x > 3" is a union of intervals (for the parser); "3 or 5" is a hedge.
         return None if re.search(r"[<>=]|\\[lg]e", p_math) else False
     gv = simple_value(g_math)

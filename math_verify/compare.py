@@ -137,6 +137,11 @@ def _unwrap_assignment(v, predicted=True):
     ``2+3 = 5`` -> 5. A gold ``a + 3z = 0`` (a plane) stays an equation: its right side alone is not it."""
     if isinstance(v, Rel) and "~" in v.ops:  # x = 1/3 \approx 0.33: keep the exact part
         k = v.ops.index("~")
+        lhs, rhs = v.terms[0], v.terms[1]
+        if k == 0 and len(v.ops) == 1 and (isinstance(lhs, sympy.Symbol) or _is_function_name(lhs) or (
+                predicted and isinstance(lhs, sympy.Expr) and lhs.free_symbols and isinstance(rhs, sympy.Expr)
+                and not rhs.free_symbols)):
+            return v.terms[1]  # y \approx 5 states y's value (compared exactly: 0.33 is still not 1/3)
         v = v.terms[0] if k == 0 else Rel(v.ops[:k], v.terms[: k + 1])
         if not isinstance(v, Rel):
             return v
@@ -258,6 +263,24 @@ def _by_variable(items):
     return tuple(r for _, r in sorted(zip(names, items), key=lambda t: t[0]))
 
 
+def _abs_inequality(r: Rel):
+    """``|z| < a`` is (-a, a), ``|z| > a`` is (-oo, -a) U (a, oo) (a a positive number), or None."""
+    if len(r.ops) != 1 or r.ops[0] not in ("<", "<=", ">", ">="):
+        return None
+    lhs, rhs = r.terms
+    op = r.ops[0]
+    if isinstance(rhs, sympy.Abs) and not isinstance(lhs, sympy.Abs):
+        lhs, rhs, op = rhs, lhs, {"<": ">", "<=": ">=", ">": "<", ">=": "<="}[op]
+    if not (isinstance(lhs, sympy.Abs) and isinstance(lhs.args[0], sympy.Symbol) and isinstance(rhs, sympy.Expr)
+            and rhs.is_number and rhs.is_positive):
+        return None
+    if op in ("<", "<="):
+        close = "[" if op == "<=" else "("
+        return Bracketed(close, "]" if op == "<=" else ")", (-rhs, rhs))
+    return UnionV((Bracketed("(", "]" if op == ">=" else ")", (-sympy.oo, -rhs)),
+                   Bracketed("[" if op == ">=" else "(", ")", (rhs, sympy.oo))))
+
+
 def _as_set_like(v):
     if isinstance(v, Rel):
         iv = _inequality_interval(v)
@@ -317,6 +340,8 @@ def equal(p, g) -> bool:
     if isinstance(p, Rel) and isinstance(g, Rel) and p.ops == g.ops == ("=",):
         return _relations_equal(p, g)
     p, g = _as_set_like(_unwrap_assignment(p)), _as_set_like(_unwrap_assignment(g, predicted=False))
+    if isinstance(g, Rel) and not isinstance(p, Rel):  # a gold |z| > 2 answered by its intervals
+        g = _abs_inequality(g) or g
     if isinstance(p, Seq):
         p = Seq(tuple(_as_set_like(_unwrap_assignment(x)) for x in _by_variable(p.items)))
     if isinstance(g, Seq):
@@ -333,6 +358,8 @@ def equal(p, g) -> bool:
         return _brackets_equal(p, g)
     if isinstance(p, Seq) and isinstance(g, Bracketed) and g.left == "(" and g.right == ")":
         return _ordered_equal(p.items, g.items)
+    if named_g and isinstance(p, Bracketed) and p.left == "(" and p.right == ")" and isinstance(g, Seq):
+        return _ordered_equal(p.items, g.items)  # (2, 3) answers p = 2, q = 3 (names in alphabetical order)
     if isinstance(p, UnionV) and isinstance(g, UnionV):
         return len(p.parts) == len(g.parts) and _unordered_equal(p.parts, g.parts)
     if isinstance(p, Matrix) and isinstance(g, Matrix):
@@ -373,7 +400,7 @@ def answers_equal(pred: str, gold: str) -> bool:
     Runs sympy, so it is only ever called inside a supervised worker (or by
     tests); ``runner`` enforces the deadline around it. Never raises.
     """
-    from .normalize import normalize
+    from .normalize import gold_list, normalize
     try:
         p_math, p_text = normalize(pred)
         g_math, g_text = normalize(gold)
@@ -381,6 +408,7 @@ def answers_equal(pred: str, gold: str) -> bool:
             return p_text is not None and p_text == g_text
         if not p_math or not g_math:
             return False
+        g_math = gold_list(g_math)
         pv = _candidates(p_math)
         gv = _candidates(g_math)
         if pv[0][1] and gv[0][1]:  # both are percentages: compare as written

@@ -3,12 +3,17 @@
 Pure string scanning, linear in the input (no regular expression here has
 nested quantifiers), so it is safe to run in the trainer process on any text.
 
+The completion is first cut at a chat template's end-of-turn token or a few-shot prompt's next
+``Q:`` (what follows is a turn the model made up), and dollar amounts lose their ``$`` so that
+"$12 x 4 = $48" is not read as a formula.
+
 Order of preference:
   1. the last cluster of ``\\boxed{...}`` / ``\\fbox{...}`` / ``\\boxed 5`` after the
      last ``</think>`` (or anywhere, if nothing follows the think block);
   2. Minerva's ``The final answer is ... I hope it is correct``;
-  3. the last ``Answer: ...`` line (DAPO), GSM8K's ``#### 42``;
-  4. the last ``the answer is ...`` sentence.
+  3. a last line ``A: 17`` (the few-shot QA format), the last ``Answer: ...`` line (DAPO), GSM8K's ``#### 42``;
+  4. the last ``the answer is ...`` sentence;
+  5. the value the last line states (``_final_statement``).
 Two different boxes joined by "or", or a boxed "3 or 5", is a hedge: the
 extractor returns it as ``3 \\text{ or } 5`` and the verifier scores it False.
 """
@@ -16,7 +21,8 @@ from __future__ import annotations
 
 import re
 
-from .normalize import _UNIT_WORDS
+from .cheap import simple_value
+from .normalize import _UNIT_WORDS, normalize
 
 MAX_COMPLETION_CHARS = 200_000
 """Longer completions are cut to their last this-many characters."""
@@ -33,7 +39,15 @@ _MINERVA_RE = re.compile(r"final answer(?: is|[ \t*_]*[:：])\s*(.{1,400}?)\s*\.
 _ANSWER_LINE_RE = re.compile(
     r"(?:^|\n)[ \t*#>_]*(?:final\s+)?answer[ \t*_]*[:：][ \t*_]*(?:\n[ \t]*){0,3}([^\n]{1,400})", re.I)
 _GSM8K_RE = re.compile(r"####[ \t]*([^\n]{1,200})")
-_ANSWER_IS_RE = re.compile(r"(?:answer|option|choice)\s+(?:is|=|would be|will be)[\s:]*([^\n]{1,300})", re.I)
+# "the answer is 42", "the answer (arabic numerals) is: \n\n24 + 24 = 48"
+_ANSWER_IS_RE = re.compile(r"(?:answer|option|choice)(?:[ \t]*\([^()\n]{0,40}\))?\s+(?:is|=|would be|will be)"
+                           r"[ \t:]*(?:\n[ \t]*){0,3}([^\n]{1,300})", re.I)
+# The few-shot QA format's last line, "A: 17" (GSM8K's model solutions): only as the last line, so a
+# list of options "A: 12 / B: 15" is never read as an answer.
+_QA_LINE_RE = re.compile(r"(?:^|\n)[ \t]*A[ \t]*:[ \t]*([^\n]{1,400}?)\s*$")
+# A chat template's next turn, or a few-shot prompt's next question: the completion ended before it.
+_NEXT_TURN_RE = re.compile(r"<\|(?:im_end|im_start|eot_id|start_header_id|endoftext|end|user|assistant|system)\|>"
+                           r"|<(?:end_of_turn|start_of_turn)>|</s>|\n[ \t]*Q[ \t]*:")
 # A later commitment after the last box ("... \boxed{45} ... The final answer is 10,455."): it wins.
 _LATER_RES = (_ANSWER_LINE_RE, _MINERVA_RE, _ANSWER_IS_RE)
 
@@ -77,6 +91,60 @@ def find_boxes(text: str) -> list[tuple[int, int, str]]:
                 continue
             content, end = m2.group(0), k + m2.end()
         boxes.append((m.start(), end, content))
+        pos = end
+
+
+def _cut_next_turn(text: str) -> str:
+    """The completion up to a chat template's end-of-turn or next-turn token, or a few-shot prompt's
+    next ``Q:``: what follows is a turn the model invented, not its answer."""
+    seen, start = False, 0  # leading tokens ("<|im_start|>assistant") are not the end of anything
+    for m in _NEXT_TURN_RE.finditer(text):
+        seen = seen or bool(text[start : m.start()].strip())
+        if seen:
+            return text[: m.start()]
+        start = m.end()
+    return text
+
+
+_CURRENCY_END_RE = re.compile(r"(?:\s|[+\-*/=×x]|\\times|\\cdot|\b[a-zA-Z]{3,})\s*$")
+
+
+def _currency_dollars(text: str) -> str:
+    """Drop the ``$`` of dollar amounts ("$12 x 4 = $48"), keeping ``$...$`` formulas.
+
+    A ``$`` followed by a digit opens a formula only when the text up to the next ``$`` reads as one:
+    "$5$" and "$2x+1$" are formulas; "$12 x 4 = $" (ends in an operator or a space) and "$15 a
+    day, $" (prose) are amounts. One left-to-right pass, formulas skipped whole: linear time.
+    """
+    if "$" not in text:
+        return text
+    out = []
+    pos = 0
+    n = len(text)
+    while True:
+        k = text.find("$", pos)
+        if k < 0:
+            out.append(text[pos:])
+            return "".join(out)
+        if k > 0 and text[k - 1] == "\\":  # \$ is a dollar sign already
+            out.append(text[pos : k + 1])
+            pos = k + 1
+            continue
+        if text.startswith("$$", k):  # display formula: copy it whole
+            end = text.find("$$", k + 2)
+            end = n if end < 0 else end + 2
+            out.append(text[pos:end])
+            pos = end
+            continue
+        close = text.find("$", k + 1)
+        inner = text[k + 1 : close] if close >= 0 else ""
+        if k + 1 < n and text[k + 1].isdigit() and (close < 0 or len(inner) > 400 or "\n" in inner or (
+                "\\" not in inner and _CURRENCY_END_RE.search(inner[-40:]))):
+            out.append(text[pos:k])  # an amount: drop its sign
+            pos = k + 1
+            continue
+        end = n if close < 0 else close + 1
+        out.append(text[pos:end])
         pos = end
 
 
@@ -141,9 +209,12 @@ def _value_of_sentence(ans: str) -> str:
 
 
 def _strip_sentence(ans: str) -> str:
+    ans = re.sub(r"\s{2,}", " ", ans)  # one space per run: no pattern below meets a long run of blanks
     ans = re.sub(r"^(?:\**\s*(?:final\s+)?answer\s*\**\s*[:：]\s*\**)+", "", ans.strip(), flags=re.I).strip()
     ans = re.sub(r"\s*\.?\s*I hope it is correct\.?$", "", ans, flags=re.I)
     ans = re.sub(r"\s*\((?:since|because|as|which|i\.e\.|e\.g\.|from|by)\b[^()]{0,200}\)\s*\.?$", "", ans, flags=re.I)
+    if re.match(r"[-$\\(\d]", ans):  # "9 because 4 + 5 = 9": a value, then its reason
+        ans = _REASON_RE.sub("", ans)
     ans = _value_of_sentence(ans)
     # A single $...$ segment inside prose: take the math.
     dollars = [m.group(1) for m in re.finditer(r"\$([^$]{1,400})\$", ans)]
@@ -152,7 +223,42 @@ def _strip_sentence(ans: str) -> str:
     elif len(dollars) > 1:
         ans = r" \text{ or } ".join(dollars) if re.search(r"\bor\b", ans) else ans
     ans = re.sub(r"^[\s*_]+|[\s*_.。]+$", "", ans)
-    return ans
+    return _alternatives(ans)
+
+
+_REASON_RE = re.compile(r"(?:\s*[,;])?\s+(?:because|since|as|given that|due to|which|so that)\b.*$", re.I | re.S)
+_ALTERNATIVE_RE = re.compile(r"(?:\s*,)?\s+or\s+|\s*\\text\{\s*or\s*\}\s*", re.I)
+
+
+def _value(part: str):
+    """The values a plain number, fraction, percentage or number in words may stand for ("20%" for
+    0.2 or 20); None for anything else."""
+    math, _ = normalize(part)
+    v = simple_value(math) if math else None
+    if v is None:
+        return None
+    return frozenset((v[0], v[0] / 100)) if v[1] else frozenset((v[0],))  # "20 (20%)": one value
+
+
+def _alternatives(ans: str) -> str:
+    """One value in two notations ("1/4 or .25", "42 (forty-two)") is that value; two different
+    values ("3 or 5", "42 (or 43)") are a hedge, returned as ``3 \\text{ or } 5``. A reason after the
+    value ("9 because 4 + 5 = 9") is dropped. Anything else is returned unchanged."""
+    if not re.search(r"\d", ans) and len(ans.split()) > 6:
+        return ans
+    head = _REASON_RE.sub("", ans) if re.search(r"\d", ans) else ans
+    if head != ans and re.search(r"\d|\\[A-Za-z]", head):
+        ans = head
+    paren = re.fullmatch(r"(.+?)\s*\((?:or\s+|i\.e\.,?\s*)?([^()]{1,60})\)", ans)
+    parts = [paren.group(1), paren.group(2)] if paren else _ALTERNATIVE_RE.split(ans)
+    if len(parts) < 2 or len(parts) > 4:
+        return ans
+    values = [_value(p.strip(" $").rstrip(" .,")) for p in parts]
+    if any(v is None for v in values):
+        return ans
+    if all(v & values[0] for v in values):
+        return parts[0].strip()
+    return r" \text{ or } ".join(p.strip() for p in parts)
 
 
 def extract_answer(completion: str) -> str | None:
@@ -162,8 +268,8 @@ def extract_answer(completion: str) -> str | None:
     """
     if not isinstance(completion, str) or not completion:
         return None
-    text = completion[-MAX_COMPLETION_CHARS:]
-    text = _after_think(text)
+    text = _cut_next_turn(completion[-MAX_COMPLETION_CHARS:])
+    text = _currency_dollars(_after_think(text))
     cluster = _last_box_cluster(text)
     if cluster is not None:
         boxed, boxes_end = cluster
@@ -187,6 +293,13 @@ def extract_answer(completion: str) -> str | None:
             pass
         if m is not None:
             return _strip_sentence(m.group(1))
+    body = text.rstrip()
+    qa = _QA_LINE_RE.search(body[body.rfind("\n") :] if "\n" in body else body)
+    before = body[: body.rfind("\n")].rstrip() if "\n" in body else ""
+    if qa is not None and not re.search(r"(?:\bis|:)[\s*]*$", before):  # not "The answer is\nA: 18" (a choice)
+        ans = _strip_sentence(qa.group(1))
+        if ans and len(ans) <= 100 and re.search(r"\d|\\[A-Za-z]|\$", ans):
+            return ans
     for pattern in (_ANSWER_LINE_RE, _GSM8K_RE, _ANSWER_IS_RE):
         m = None
         for m in pattern.finditer(text):
@@ -229,9 +342,16 @@ def _final_statement(text: str) -> str | None:
     lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
     if not lines:
         return None
-    last = _RESTATED_RE.sub("", lines[-1])
-    if last.rstrip("*$ ").endswith("?") or _NEGATION_RE.search(last) or re.search(r"\bor\b", last, re.I):
+    last = _RESTATED_RE.sub("", re.sub(r"\s{2,}", " ", lines[-1]))
+    if last.rstrip("*$ ").endswith("?") or _NEGATION_RE.search(last):
         return None
+    if re.search(r"\bor\b", last, re.I):  # "1/4 or 0.25" states one value; "3 or 5" is a hedge
+        stated = None
+        for stated in _STATES_RE.finditer(last):
+            pass
+        tail = last[stated.end() :] if stated else last
+        value = _alternatives(tail.rstrip(" \t.!").strip())
+        return value if re.fullmatch(r"-?[\d.,/]+%?", value) else None
     if not (_CONCLUSION_RE.match(last) or re.search(r"[.!](?:\s|\*|\$)*$", last)):
         return None
     inline = _INLINE_END_RE.search(last)
@@ -257,9 +377,26 @@ def _final_statement(text: str) -> str | None:
     if len(numbers) != 1:
         numbers = _NUMBER_RE.findall(last)
     if len(numbers) != 1:
+        subject = _SUBJECT_VALUE_RE.match(last)
+        numbers = [subject.group(1)] if subject else []
+    if len(numbers) != 1:
         return None
     value = numbers[0].replace("$", "").rstrip(",")
     return re.sub(r"\s*(?:\\%|percent)$", "%", value)
+
+
+# "So, the total cost is 45 dollars for the 3 shirts.": the sentence's subject (no number in it) is
+# stated by the number right after its verb; the numbers after that are circumstances. The number
+# must end its clause: followed by unit words and then a comma, a parenthesis, the sentence's end or
+# a preposition, never by "more", "times", "of", "and", "+" (a comparison, a product, a list).
+_NOT_A_CLAUSE_END = "more|less|fewer|times|and|or|plus|minus|than|to|out|per|each|divided|multiplied"
+_SUBJECT_VALUE_RE = re.compile(
+    r"^[^\d=]{0,120}?\b(?:is|are|was|were|has|have|had|makes|made|earns|earned|needs|pays|paid|spent|spends|"
+    r"costs?|gets|got|will (?:have|be|need|pay|make|earn|get|spend))\s+(?:a total of\s+|about\s+)?"
+    r"(-?\$?\d[\d,]*(?:\.\d+)?%?)"
+    r"(?:\s+(?!(?:of|" + _NOT_A_CLAUSE_END + r")\b)[A-Za-z']+(?:\s+(?!(?:" + _NOT_A_CLAUSE_END + r")\b)[A-Za-z']+){0,3})?"
+    r"(?:\s*[,;(]|\s+(?:after|before|since|because|as|when|while|from|for|with|in|on|at|by|if|so|which|that)\b|\s*[.!]?\s*$)",
+    re.I)
 
 
 def _committed(formula: str) -> str | None:

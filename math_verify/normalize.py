@@ -150,11 +150,96 @@ _NUMBER_WORDS.update({"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60
                       "ninety": "90", "hundred": "100", "one hundred": "100", "a hundred": "100"})
 
 
+_SCALES = {"thousand": 10**3, "million": 10**6, "billion": 10**9}
+_TENS = {w: int(v) for w, v in _NUMBER_WORDS.items() if w in
+         ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")}
+_UNITS = {w: int(v) for w, v in _NUMBER_WORDS.items() if " " not in w and int(v) < 20}
+
+
+def _below_thousand(words: list[str], i: int) -> tuple[int, int] | None:
+    """(value, next index) of "three hundred and six", "forty two", "a hundred", "seventeen"."""
+    value, start = 0, i
+    if i + 1 < len(words) and words[i + 1] == "hundred" and (words[i] == "a" or 1 <= _UNITS.get(words[i], 0) <= 9):
+        value, i = 100 * (1 if words[i] == "a" else _UNITS[words[i]]), i + 2
+        if i < len(words) and words[i] == "and" and i + 1 < len(words) and (
+                words[i + 1] in _TENS or words[i + 1] in _UNITS):
+            i += 1
+    if i < len(words) and words[i] in _TENS:
+        value, i = value + _TENS[words[i]], i + 1
+        if i < len(words) and 1 <= _UNITS.get(words[i], 0) <= 9:
+            value, i = value + _UNITS[words[i]], i + 1
+    elif i < len(words) and words[i] in _UNITS and (words[i] != "zero" or i == start):
+        value, i = value + _UNITS[words[i]], i + 1
+    return (value, i) if i > start else None
+
+
+_ORDINALS = {"half": 2, "halves": 2, "third": 3, "quarter": 4, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
+             "eighth": 8, "ninth": 9, "tenth": 10, "eleventh": 11, "twelfth": 12, "twentieth": 20, "hundredth": 100,
+             "thousandth": 1000}
+
+
+def _denominator(word: str) -> int | None:
+    """3 for "third" or "thirds", 100 for "hundredths": the denominators of fractions in words."""
+    return _ORDINALS.get(word) or (_ORDINALS.get(word[:-1]) if word.endswith("s") else None)
+
+
+def words_number(key: str) -> str | None:
+    """The number an answer spells out in words, or None: "forty two" -> "42", "three hundred six"
+    -> "306", "one thousand two hundred" -> "1200", "seven point two five" -> "7.25", "negative
+    five" -> "-5", "three tenths" -> "3/10". Only when the words are nothing but a well-formed number (trailing unit words
+    allowed): "one of them" and "two three" are no number."""
+    words = key.split()
+    while words and words[-1] in _UNIT_WORDS and len(words) > 1:
+        words.pop()
+    if not words or len(words) > 20:
+        return None
+    sign = ""
+    if words[0] in ("negative", "minus"):
+        sign, words = "-", words[1:]
+    total, i, last_scale = 0, 0, None
+    while i < len(words):
+        group = _below_thousand(words, i)
+        if group is None:
+            break
+        value, i = group
+        if i < len(words) and words[i] in _SCALES:
+            scale = _SCALES[words[i]]
+            if last_scale is not None and scale >= last_scale:
+                return None
+            total, last_scale, i = total + value * scale, scale, i + 1
+            continue
+        total += value
+        if last_scale is None or last_scale > 1:
+            last_scale = 1
+        break
+    if i == 0 and words[0] == "a" and len(words) == 2 and words[1] in _ORDINALS:  # "a half", "a third"
+        return sign + "1/" + str(_ORDINALS[words[1]])
+    if i == 0:
+        return None
+    if i == len(words) - 1 and _denominator(words[i]):  # "three tenths", "two thirds"
+        return sign + str(total) + "/" + str(_denominator(words[i]))
+    digits = ""
+    if i < len(words) and words[i] == "point":
+        i += 1
+        spoken = i < len(words) and (words[i] in _TENS or 10 <= _UNITS.get(words[i], 0) <= 19)
+        if spoken:  # "point eighty seven", as people say 0.87
+            group = _below_thousand(words, i)
+            digits, i = str(group[0]), group[1]
+        while not spoken and i < len(words) and words[i] in _UNITS and _UNITS[words[i]] <= 9:
+            digits, i = digits + str(_UNITS[words[i]]), i + 1
+        if not digits:
+            return None
+    if i != len(words):
+        return None
+    return sign + str(total) + ("." + digits if digits else "")
+
+
 def _text_answer(key: str) -> tuple[str, str | None]:
-    """A prose answer; "all real numbers" is the interval (-oo, oo), "twelve" the number 12."""
+    """A prose answer; "all real numbers" is the interval (-oo, oo), "forty two" the number 42."""
     if key in _ALL_REALS:
         return "(-\\infty,\\infty)", None
-    return (_NUMBER_WORDS[key], None) if key in _NUMBER_WORDS else ("", key)
+    number = words_number(key)
+    return (number, None) if number is not None else ("", key)
 
 
 def normalize(answer: str) -> tuple[str, str | None]:
@@ -172,6 +257,8 @@ def normalize(answer: str) -> tuple[str, str | None]:
     if re.search(r"\\(?:sin|cos|tan|cot|sec|csc)(?![A-Za-z])", s):  # \cos 60^\circ: degrees inside trig are pi/180
         s = re.sub(r"(\d+(?:\.\d+)?)\s*(?:" + _DEGREE_RE.pattern + ")", r"(\1\\pi/180)", s)
     s = _DEGREE_RE.sub(" ", s)
+    # \angle B = 30, m\angle ABC = 30: the angle named is the quantity asked for; its value answers.
+    s = re.sub(r"^\s*(?:m\s*)?\\(?:angle|measuredangle)\s*\{?[A-Z]{1,3}\}?\s*=", "", s)
     s = re.sub(r"(?<=[\d)}])\s*\\bmod(?![A-Za-z])\s*(?=[\d{(])", " \x02 ", s)  # 17 \bmod 5: an operation
     s = _MOD_RE.sub(" ", s)  # (\bmod 7), \pmod{7}: a note on a residue
     s = s.replace("\x02", "\\bmod")
@@ -202,12 +289,12 @@ def normalize(answer: str) -> tuple[str, str | None]:
     s = re.sub(r"^[\s\x01]+|[\s\x01]+$", "", s)
     s = re.sub(r"\s*\x01[\s\x01]*(?=[\s=<>)\]}.,;^]|\\[lg]e|\\cdot|\\times)", " ", s)
     s = re.sub(r"\s*\x01[\s\x01]*", ", ", s)
-    s = re.sub(r"^\s*[=:]\s*", "", s)
+    s = re.sub(r"^\s*(?:[=:]|\\approx(?![A-Za-z]))\s*", "", s)  # "= 5", "\approx 5"
     # Trailing unit words in plain text: "12 cm^2", "5 dollars", "30 degrees".
     for _ in range(4):
         m = re.search(r"(?<=[\d}.)\s])\s*([A-Za-z]{2,})(?:\s*\^\s*\{?\s*[23]\s*\}?|/[A-Za-z]{1,5})?\s*\.?\s*$", s)
         word = m.group(1).lower() if m else ""
-        if m is None or word in _KNOWN_WORDS or not (
+        if m is None or word in _KNOWN_WORDS or word in _NUMBER_WORDS or word in _SCALES or _denominator(word) or not (
                 word in _UNIT_WORDS or (len(word) >= 4 and re.search(r"[aeiou]", word))):
             break
         s = s[: m.start()]
@@ -222,3 +309,12 @@ def normalize(answer: str) -> tuple[str, str | None]:
     if _THOUSANDS_RE.match(s):
         s = s.replace(",", "").replace(" ", "")
     return s, None
+
+
+def gold_list(math: str) -> str:
+    """A gold's "2 or 3", "2 and 3", "2; 3" lists its values: "2, 3" (a set). A prediction's "or" stays
+    a hedge; a gold inequality joined by "or" stays a union."""
+    if re.search(r"[<>]|\\[lg]eq?(?![A-Za-z])|\\[lg]eqslant", math):
+        return math
+    math = re.sub(r"\s*(?:\\or(?![A-Za-z])|\bor\b|\band\b|;)\s*", ", ", math)
+    return re.sub(r"(?:\s*,){2,}\s*", ", ", math)  # "1, 2, and 3"

@@ -190,6 +190,14 @@ def _number(text: str) -> sympy.Rational:
     return sympy.Rational(f.numerator, f.denominator)
 
 
+def _matrix_sum(a, b, sign: int) -> "Matrix":
+    """A + B or A - B of two matrices of one shape, entry by entry (a written sum of matrices)."""
+    if not (isinstance(a, Matrix) and isinstance(b, Matrix)) or len(a.rows) != len(b.rows) or any(
+            len(r) != len(q) for r, q in zip(a.rows, b.rows)):
+        raise Refused("sum of a matrix and something else")
+    return Matrix(tuple(tuple(_expr(x) + sign * _expr(y) for x, y in zip(r, q)) for r, q in zip(a.rows, b.rows)))
+
+
 def _expr(v):
     if not isinstance(v, sympy.Expr):
         raise Refused("arithmetic on a non-number")
@@ -297,12 +305,13 @@ class Parser:
         left = self.term()
         while True:
             t = self.peek()
-            if t == ("op", "+"):
+            if t in (("op", "+"), ("op", "-")):
                 self.next()
-                left = _expr(left) + _expr(self.term())
-            elif t == ("op", "-"):
-                self.next()
-                left = _expr(left) - _expr(self.term())
+                right = self.term()
+                if isinstance(left, Matrix) or isinstance(right, Matrix):
+                    left = _matrix_sum(left, right, 1 if t[1] == "+" else -1)
+                else:
+                    left = _expr(left) + _expr(right) if t[1] == "+" else _expr(left) - _expr(right)
             elif t in (("cmd", "pm"), ("cmd", "mp")):
                 self.next()
                 sign = PM if t[1] == "pm" else -PM

@@ -174,11 +174,66 @@ def test_a_gold_equation_is_not_matched_by_its_right_side_alone(completion, gold
     _check(completion, gold, expected)
 
 
+@pytest.mark.parametrize("completion,gold,expected", cases.QA_LINE, ids=_ids(cases.QA_LINE))
+def test_a_last_line_a_colon_value_is_the_few_shot_answer_and_a_list_of_options_is_not(completion, gold, expected):
+    _check(completion, gold, expected)
+
+
+@pytest.mark.parametrize("completion,gold,expected", cases.NEXT_TURN, ids=_ids(cases.NEXT_TURN))
+def test_text_after_an_end_of_turn_token_or_a_next_question_is_ignored(completion, gold, expected):
+    _check(completion, gold, expected)
+
+
+@pytest.mark.parametrize("completion,gold,expected", cases.ANSWER_SENTENCES, ids=_ids(cases.ANSWER_SENTENCES))
+def test_an_answer_sentence_states_the_result_of_its_computation_and_drops_its_reason(completion, gold, expected):
+    _check(completion, gold, expected)
+
+
+@pytest.mark.parametrize("completion,gold,expected", cases.CURRENCY, ids=_ids(cases.CURRENCY))
+def test_dollar_amounts_are_not_read_as_formula_delimiters(completion, gold, expected):
+    _check(completion, gold, expected)
+
+
+@pytest.mark.parametrize("completion,gold,expected", cases.NUMBER_WORDS, ids=_ids(cases.NUMBER_WORDS))
+def test_a_well_formed_number_in_words_is_that_number(completion, gold, expected):
+    _check(completion, gold, expected)
+
+
+@pytest.mark.parametrize("completion,gold,expected", cases.TWO_NOTATIONS, ids=_ids(cases.TWO_NOTATIONS))
+def test_one_value_in_two_notations_is_that_value_and_two_values_are_a_hedge(completion, gold, expected):
+    _check(completion, gold, expected)
+
+
+@pytest.mark.parametrize("completion,gold,expected", cases.SUBJECT_SENTENCE, ids=_ids(cases.SUBJECT_SENTENCE))
+def test_a_closing_sentence_states_its_subject_by_the_number_after_its_verb(completion, gold, expected):
+    _check(completion, gold, expected)
+
+
+@pytest.mark.parametrize("completion,gold,expected", cases.NAMED_BOXES, ids=_ids(cases.NAMED_BOXES))
+def test_named_angles_approximations_and_closing_displays_state_their_value(completion, gold, expected):
+    _check(completion, gold, expected)
+
+
+@pytest.mark.parametrize("completion,gold,expected", cases.GOLD_FORMS, ids=_ids(cases.GOLD_FORMS))
+def test_golds_as_abs_inequalities_joined_lists_named_pairs_and_matrix_sums(completion, gold, expected):
+    _check(completion, gold, expected)
+
+
 @pytest.mark.parametrize("completion,gold,expected", cases.HOSTILE, ids=_ids(cases.HOSTILE))
 def test_hostile_inputs_score_false_within_one_second(completion, gold, expected):
     start = time.monotonic()
     assert verify(completion, gold, timeout=1.0) is expected
     assert time.monotonic() - start < 1.0 + SLACK_S
+
+
+def test_real_model_outputs_score_as_labelled():
+    """tests/verify_cases/real_outputs.jsonl: completions written by models, labelled by reading them."""
+    import json
+    rows = [json.loads(line) for line in (Path(__file__).parent / "verify_cases" / "real_outputs.jsonl").read_text(
+        encoding="utf-8").splitlines() if line.strip()]
+    got = verify_batch([(r["completion"], r["gold"]) for r in rows], timeout=5.0)
+    wrong = [(r["source"], r["gold"], r["expected"]) for r, ok in zip(rows, got) if ok is not r["expected"]]
+    assert wrong == []
 
 
 def test_verify_batch_agrees_with_verify_on_every_table_row():

@@ -316,6 +316,14 @@ HEDGES = [
 ]
 
 HOSTILE = [
+    # long runs that the issue-23 rules (reasons, alternatives, dollar amounts, number words) must pass in linear time
+    ("The answer is 5" + " " * 290 + "or 6", "5", False),
+    ("Work.\nSo he has 5" + " " * 1900 + "or 6.", "5", False),
+    ("$1" + "a" * 100_000 + "$", "1", False),
+    ("$1 x " * 40_000 + "= $6", "5", False),
+    ("The answer is " + "one " * 70 + ".", "1", False),
+    ("The answer is 5 because" + " because" * 30, "5", True),
+    ("<|im_end|>" * 15_000 + "\\boxed{5}", "5", True),
     ("\\boxed{9^{9^{9^9}}}", "1", False),
     ("\\boxed{(10^{100})!}", "1", False),
     ("\\boxed{10^{10^{10}}}", "10^{10^{10}}+1", False),
@@ -974,6 +982,169 @@ SHAPES_SEEN = [
     ('\\boxed{(-2,3)}', '(3,-2)', False),
 ]
 
+# ----------------------------------------------------------------------------- issue 23: one table per rule,
+# each with the near misses it must keep rejecting.
+
+# The few-shot QA format's last line "A: 17", after GSM8K's <<...>> calculator annotations; only as
+# the last line (a list of options "A: 12 / B: 15" is no answer).
+QA_LINE = [
+    ("She sells 16 - 3 - 4 = <<16-3-4=9>>9 eggs.\nShe makes 9 * 2 = $<<9*2=18>>18.\nA: 18", "18", True),
+    ("She sells 16 - 3 - 4 = <<16-3-4=9>>9 eggs.\nShe makes 9 * 2 = $<<9*2=18>>18.\nA: 26", "18", False),
+    ("So he made 200,000-130,000=$<<200000-130000=70000>>70,000\nA: 70,000", "70000", True),
+    ("So he made 195,000-80,000=$<<195000-80000=115000>>115,000\nA: 115000", "70000", False),
+    ("It takes 2/2=<<2/2=1>>1 bolt\nA: The answer is 3 bolts.", "3", True),
+    ("Which is it?\nA: 12\nB: 15\nC: 18", "12", False),
+    ("A: 12\nB: 15\nC: 18", "18", False),
+    ("Comparing the options, the answer is\nA: 18", "A", True),
+    ("Comparing the options, the answer is\nA: 18", "B", False),
+]
+
+# A completion ends at a chat template's end-of-turn or next-turn token, or a few-shot prompt's next
+# "Q:": what follows is a turn the model made up.
+NEXT_TURN = [
+    ("So the total is \\boxed{5}.<|im_end|>\n<|im_start|>user\nNow solve: \\boxed{7}", "5", True),
+    ("So the total is \\boxed{5}.<|im_end|>\n<|im_start|>user\nNow solve: \\boxed{7}", "7", False),
+    ("<|im_start|>assistant\nSo the total is \\boxed{5}.<|im_end|>\n<|im_start|>user\n\\boxed{7}", "5", True),
+    ("The answer is 12.<|eot_id|><|start_header_id|>user<|end_header_id|>\nThe answer is 13.", "12", True),
+    ("The answer is 12.<|eot_id|><|start_header_id|>user<|end_header_id|>\nThe answer is 13.", "13", False),
+    ("3 + 4 = 7 apples. The answer is 7.\n\nQ: Tim has 2 cats and 3 dogs. How many pets?\nA: The answer is 5.", "7", True),
+    ("3 + 4 = 7 apples. The answer is 7.\n\nQ: Tim has 2 cats and 3 dogs. How many pets?\nA: The answer is 5.", "5", False),
+]
+
+# "The answer (arabic numerals) is ...": a parenthetical after "answer", the value maybe on the next
+# line, and a computation before the value ("40*2.5 = $100"): the value is its result.
+ANSWER_SENTENCES = [
+    ("Let's think step by step. ...\nTherefore, the answer (arabic numerals) is 40*2.5 = $100", "100", True),
+    ("Let's think step by step. ...\nTherefore, the answer (arabic numerals) is 40*2.5 = $100", "40", False),
+    ("Let's think step by step. ...\nTherefore, the answer (arabic numerals) is 40*2.5 = $90", "100", False),
+    ("Therefore, the answer (arabic numerals) is: \n\n300 + 45 = 345", "345", True),
+    ("Therefore, the answer (arabic numerals) is: \n\n300 + 45 = 345", "300", False),
+    ("Therefore, the answer (arabic numerals) is $180 + $300 + $400 = $880.", "880", True),
+    ("Therefore, the answer (arabic numerals) is $180 + $300 + $400 = $880.", "180", False),
+    ("Therefore, the answer (arabic numerals) is 8. \n\nI hope this helps!", "8", True),
+    ("Therefore, the answer (arabic numerals) is 8. \n\nI hope this helps!", "9", False),
+    ("The answer is 9 because 4 + 5 = 9.", "9", True),
+    ("The answer is 8 because 4 + 5 = 9.", "9", False),
+    ("The answer is 6 since each box holds 12 and there are 72.", "6", True),
+    ("The answer is 6 since each box holds 12 and there are 72.", "12", False),
+]
+
+# Dollar amounts are not formulas: "$12 x 4 = $48" reads 48; "$5$" and "$2x+1$" stay formulas.
+CURRENCY = [
+    ("Work.\nShe earns $12 x 4 = $48.", "48", True),
+    ("Work.\nShe earns $12 x 4 = $48.", "12", False),
+    ("Work.\nShe earns $12 x 4 = $46.", "48", False),
+    ("Work.\nSo the total is $5$.", "5", True),
+    ("Work.\nSo the total is $2x+1$.", "2x+1", True),
+    ("Work.\nSo the total is $2x+1$.", "2x", False),
+]
+
+# Number words: "forty-two", "three hundred six", "seven point two five"; only a whole, well-formed
+# number ("the one with 7 apples", "two three" are none).
+NUMBER_WORDS = [
+    ("The answer is forty-two.", "42", True),
+    ("The answer is forty-three.", "42", False),
+    ("The answer is three hundred six.", "306", True),
+    ("The answer is three hundred and six apples.", "306", True),
+    ("The answer is three hundred sixty.", "306", False),
+    ("The answer is seven point two five.", "7.25", True),
+    ("The answer is seven point two.", "7.25", False),
+    ("The answer is one thousand two hundred.", "1200", True),
+    ("The answer is negative five.", "-5", True),
+    ("The answer is negative five.", "5", False),
+    ("So, the answer is 11. \nTherefore, the answer (arabic numerals) is eleven.", "11", True),
+    ("The answer is the one with 7 apples.", "1", False),
+    ("The answer is two three.", "23", False),
+    ("The answer is two thirds.", "\\frac23", True),
+    ("The answer is two thirds.", "\\frac32", False),
+    ("Therefore, the answer (arabic numerals) is 3/10. \nThe answer (in words) is three-tenths.", "0.3", True),
+    ("Therefore, the answer (arabic numerals) is 3/10. \nThe answer (in words) is three-tenths.", "0.4", False),
+    ("\\boxed{\\text{twelve}}", "12", True),
+]
+
+# One value in two notations is that value; two different values are a hedge.
+TWO_NOTATIONS = [
+    ("The answer is 1/4 or .25.", "1/4", True),
+    ("The answer is 1/4 or .25.", "0.25", True),
+    ("The answer is 1/4 or 1/3.", "1/4", False),
+    ("The answer is 1/4 or 1/3.", "1/3", False),
+    ("The answer is 42 (forty-two).", "42", True),
+    ("The answer is 42 (forty-three).", "42", False),
+    ("The answer is 25% or 0.25.", "0.25", True),
+    ("The answer is 20 (20%).", "20", True),
+    ("The answer is 20 (25%).", "20", False),
+    ("Work.\nSo the answer is 1/4 or 0.25.", "0.25", True),
+    ("Work.\nSo it is 3 or 5.", "3", False),
+    ("\\boxed{\\frac14 \\text{ or } 0.25}", "\\frac14", True),
+    ("\\boxed{\\frac14 \\text{ or } 0.5}", "\\frac14", False),
+]
+
+# A concluding sentence whose subject is the asked quantity, stated by the number right after its
+# verb; the numbers after it are circumstances. A comparison or a list is no such statement.
+SUBJECT_SENTENCE = [
+    ("Work.\nSo, the total cost is $45 for the 3 shirts.", "45", True),
+    ("Work.\nSo, the total cost is $45 for the 3 shirts.", "3", False),
+    ("Work.\nTom has 15 apples left after giving 3 away.", "15", True),
+    ("Work.\nTom has 15 apples left after giving 3 away.", "3", False),
+    ("Work.\nTom has 15 more apples than the 3 kids.", "15", False),
+    ("Work.\nTom has 15 and Sue has 3.", "15", False),
+    ("Work.\nThe 3 boys have 15 apples after 2 days.", "15", False),
+    ("Work.\nSo she needs 20 cups of feed for the 20 chickens in the final meal.", "20", True),
+    ("Work.\nSo she needs 21 cups of feed for the 20 chickens in the final meal.", "20", False),
+    ("Work.\nSo each child gets 9 of the 36 eggs.", "9", False),
+]
+
+# Boxes that name their variable, angle or an approximation; closing displays that state a value.
+NAMED_BOXES = [
+    ("\\boxed{\\angle B = 30^\\circ}", "30", True),
+    ("\\boxed{\\angle B = 30^\\circ}", "60", False),
+    ("\\boxed{m\\angle ABC = 45^\\circ}", "45", True),
+    ("\\boxed{y \\approx 5}", "5", True),
+    ("\\boxed{y \\approx 5.1}", "5", False),
+    ("\\boxed{\\approx 5}", "5", True),
+    ("\\boxed{AB \\approx 5}", "5", True),
+    ("\\boxed{AB \\approx 5.1}", "5", False),
+    ("\\boxed{x \\approx 0.33}", "\\frac13", False),
+    ("The area is\n\\[ A = \\$120 \\]", "120", True),
+    ("The area is\n\\[ A = \\$120 \\]", "12", False),
+    ("So the matrix is\n\\[ \\left[\\begin{array}{cc} 1 & 2 \\\\ 3 & 4 \\end{array}\\right] \\]",
+     "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", True),
+    ("So the matrix is\n\\[ \\left[\\begin{array}{cc} 1 & 2 \\\\ 3 & 5 \\end{array}\\right] \\]",
+     "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", False),
+]
+
+# Golds in other notations: "|z| > 2" is its two intervals, "2 or 3" / "2 and 3" / "2; 3" a list,
+# "p = 2, q = 3" a point in the order of the names; a sum of matrices is added entrywise.
+GOLD_FORMS = [
+    ("\\boxed{(-\\infty,-2)\\cup(2,\\infty)}", "|z| > 2", True),
+    ("\\boxed{(-\\infty,-2]\\cup[2,\\infty)}", "|z| > 2", False),
+    ("\\boxed{(-2, 2)}", "|z| < 2", True),
+    ("\\boxed{[-2, 2]}", "|z| < 2", False),
+    ("\\boxed{(-2, 3]}", "-2 < x \\le 3", True),
+    ("\\boxed{[-2, 3]}", "-2 < x \\le 3", False),
+    ("\\boxed{2, 3}", "2 \\text{ or } 3", True),
+    ("\\boxed{2, 3}", "2 or 3", True),
+    ("\\boxed{2, 4}", "2 or 3", False),
+    ("\\boxed{2}", "2 or 3", False),
+    ("\\boxed{3, 2}", "2 and 3", True),
+    ("\\boxed{2, 3}", "2; 3", True),
+    ("\\boxed{1, 2, 3}", "1, 2, and 3", True),
+    ("\\boxed{1, 2, 3}", "1, 2, \\text{ and } 3", True),
+    ("\\boxed{1, 2, 4}", "1, 2, and 3", False),
+    ("\\boxed{(2, 3)}", "p=2, q=3", True),
+    ("\\boxed{(3, 2)}", "p=2, q=3", False),
+    ("\\boxed{2 \\text{ or } 3}", "2", False),
+    ("\\boxed{\\begin{pmatrix} 1 & 0 \\\\ 0 & 1 \\end{pmatrix} + \\begin{pmatrix} 0 & 2 \\\\ 3 & 3 \\end{pmatrix}}",
+     "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", True),
+    ("\\boxed{\\begin{pmatrix} 1 & 0 \\\\ 0 & 1 \\end{pmatrix} + \\begin{pmatrix} 0 & 2 \\\\ 3 & 4 \\end{pmatrix}}",
+     "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", False),
+    ("\\boxed{\\begin{pmatrix} 1 & 0 \\\\ 0 & 1 \\end{pmatrix} + 3}", "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", False),
+    ("\\boxed{3\\sqrt{2} + \\pi \\cdot 2}", "2\\pi + 3\\sqrt2", True),
+    ("\\boxed{3\\sqrt{2} + \\pi \\cdot 3}", "2\\pi + 3\\sqrt2", False),
+    ("\\boxed{b a + c}", "ab + c", True),
+]
+
+
 CATEGORIES = {
     "boxed": BOXED, "answer_lines": ANSWER_LINES, "integers": INTEGERS, "decimals_fractions": DECIMALS_FRACTIONS,
     "roots_constants": ROOTS_CONSTANTS, "factorial_binomial": FACTORIAL_BINOMIAL, "complex": COMPLEX,
@@ -983,4 +1154,7 @@ CATEGORIES = {
     "rollout_shapes": ROLLOUT_SHAPES, "prose_final": PROSE_FINAL, "later_final": LATER_FINAL,
     "outside_box": OUTSIDE_BOX, "named": NAMED, "notations": NOTATIONS, "false_positives": FALSE_POSITIVES,
     "more_shapes": MORE_SHAPES, "shapes_seen": SHAPES_SEEN,
+    "qa_line": QA_LINE, "next_turn": NEXT_TURN, "answer_sentences": ANSWER_SENTENCES, "currency": CURRENCY,
+    "number_words": NUMBER_WORDS, "two_notations": TWO_NOTATIONS, "subject_sentence": SUBJECT_SENTENCE,
+    "named_boxes": NAMED_BOXES, "gold_forms": GOLD_FORMS,
 }
