@@ -6,12 +6,14 @@
 1. forkgrpo.logprobs_and_entropy (chunked) against the naive full-logits computation at the paper's
    sizes (Qwen3's V = 151,936, H = 4096, bf16): largest differences, peak memory and time of
    forward + backward, and their ratios.
-2. forkgrpo.forking_token_mask on 2^24 entropies on the device against an exact torch.topk
-   reference: the same mask, and the time of each.
+2. forkgrpo.forking_token_mask on 2^24 entropies on the device against its rule, with tau from
+   torch.topk: on distinct entropies (a scaled permutation) it must be exactly topk's k tokens; on
+   entropies with many ties it must be valid & (H >= tau), ties at tau kept. The time of mask and topk.
 3. A 2-step forkgrpo run in one process (--rollout hf) on a tiny random Qwen3 in bf16 with FSDP2 and
    activation checkpointing: its metric lines, and whether every loss and gradient norm is finite.
 
-Nothing here needs vLLM or a download; the tiny model is built in a temporary folder.
+Nothing here needs vLLM or a download; the tiny model is built in a temporary folder, with the default
+model's tokenizer when .cache/ holds it and otherwise a byte-level one built here (fallback_tokenizer).
 """
 
 import argparse
@@ -101,25 +103,67 @@ def check_logprobs(device, s, rows):
     return ok
 
 
+def reference_mask(entropy, valid, k):
+    """The rule forking_token_mask("top") states: tau = the k-th largest valid entropy (from torch.topk),
+    mask = valid & (H >= tau). Every token tied with tau is in it, so it may hold more than k."""
+    tau = torch.topk(entropy[valid].float(), k).values[-1]
+    return valid & (entropy.float() >= tau)
+
+
+def compare_mask(entropy, valid, k, mask):
+    """(same, detail): whether `mask` is the top-k threshold mask of `entropy` over `valid`. Ties cannot
+    make a right mask differ: the reference keeps them too. On distinct entropies the reference is exactly
+    topk's k tokens."""
+    ref = reference_mask(entropy, valid, k)
+    same = mask.shape == ref.shape and mask.dtype == torch.bool and torch.equal(mask, ref)
+    return same, f"{int(mask.sum())} kept"
+
+
 def check_mask(device, s, rows):
     g = torch.Generator(device=device).manual_seed(1)
     n, rho = s["mask_n"], 0.2
-    entropy = torch.rand(n, device=device, generator=g)[None]  # (1, n), distinct with probability ~1
-    valid = torch.ones_like(entropy, dtype=torch.bool)
     k = -(-n // 5)  # ceil(rho n) in integers
+    valid = torch.ones(1, n, dtype=torch.bool, device=device)
+    # Distinct entropies: a random permutation of 0 .. n-1 over n (i / n is exact and distinct in float32 for a
+    # power of two n <= 2^24; uniform draws in [0, 1) are not: float32 has 2^24 values in [0.5, 1), and they repeat).
+    distinct = (torch.randperm(n, device=device, generator=g).float() / n)[None]
+    # Many ties: every value n / 64 times over, in a random order. 64 tokens tie at tau, and since k is not a
+    # multiple of 64 (k mod 64 = 52 at n = 2^16 and 2^24), the mask keeps 12 more than k: topk's k would differ.
+    ties = ((torch.randperm(n, device=device, generator=g) // 64).float() / (n // 64))[None]
+    results = [compare_mask(h, valid, k, forkgrpo.forking_token_mask(h, valid, rho)) for h in (distinct, ties)]
+    same = all(ok for ok, _ in results)
 
     def reference():
         out = torch.zeros_like(valid)
-        out[0, torch.topk(entropy[0], k).indices] = True
+        out[0, torch.topk(distinct[0], k).indices] = True
         return out
 
-    t_mask, *_ = timed(lambda: forkgrpo.forking_token_mask(entropy, valid, rho), device, s["rounds"])
+    t_mask, *_ = timed(lambda: forkgrpo.forking_token_mask(distinct, valid, rho), device, s["rounds"])
     t_topk, *_ = timed(reference, device, s["rounds"])
-    same = torch.equal(forkgrpo.forking_token_mask(entropy, valid, rho), reference())
-    rows.append(("forking_token_mask vs exact torch.topk: same mask; time", f"2^{int(math.log2(n))} entropies, rho 0.2",
-                 f"{'equal' if same else 'DIFFERENT'}; {t_mask * 1e3:.1f} vs {t_topk * 1e3:.1f} ms "
-                 f"({t_mask / t_topk:.2f}x)", "ok" if same else "FAILED"))
+    rows.append(("forking_token_mask vs its rule, tau from torch.topk (distinct; many ties): same mask; time",
+                 f"2^{int(math.log2(n))} entropies, rho 0.2",
+                 f"{'equal' if same else 'DIFFERENT'}; k={k}, distinct {results[0][1]}, ties {results[1][1]}; "
+                 f"{t_mask * 1e3:.1f} vs {t_topk * 1e3:.1f} ms ({t_mask / t_topk:.2f}x)", "ok" if same else "FAILED"))
     return same
+
+
+def fallback_tokenizer():
+    """A byte-level tokenizer that encodes any text, built here from nothing (no file, no download): token
+    i is byte i for i < 256 (so encoding is the UTF-8 bytes), then "<|endoftext|>" (EOS) and "<|pad|>"."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    # The byte-level alphabet: each byte as a printable character (the bytes that are printable and not a
+    # space stand for themselves; the others are moved, in order, to the characters from U+0100 on).
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    moved = [b for b in range(256) if b not in printable]
+    char = {b: chr(b) for b in printable} | {b: chr(256 + i) for i, b in enumerate(moved)}
+    raw = Tokenizer(models.BPE(vocab={char[b]: b for b in range(256)}, merges=[]))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    raw.add_special_tokens(["<|endoftext|>", "<|pad|>"])
+    return PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>", pad_token="<|pad|>",
+                                   clean_up_tokenization_spaces=False)
 
 
 def check_run(device, rows, small):
@@ -127,16 +171,8 @@ def check_run(device, rows, small):
 
     with tempfile.TemporaryDirectory() as tmp:
         model, out = Path(tmp) / "qwen3", Path(tmp) / "run"
-        tok = AutoTokenizer.from_pretrained(forkgrpo.DEFAULT_MODEL_DIR) if (forkgrpo.DEFAULT_MODEL_DIR / "config.json").is_file() \
-            else None
-        if tok is None:  # no embedded model here: a byte-level tokenizer trained on nothing is enough
-            from tokenizers import Tokenizer, models, pre_tokenizers
-            from transformers import PreTrainedTokenizerFast
-            raw = Tokenizer(models.BPE(unk_token="<unk>"))
-            raw.pre_tokenizer = pre_tokenizers.ByteLevel()
-            raw.add_special_tokens(["<unk>", "<pad>", "</s>"])
-            raw.add_tokens([chr(c) for c in range(32, 127)])
-            tok = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", pad_token="<pad>", eos_token="</s>")
+        tok = AutoTokenizer.from_pretrained(forkgrpo.DEFAULT_MODEL_DIR) \
+            if (forkgrpo.DEFAULT_MODEL_DIR / "config.json").is_file() else fallback_tokenizer()
         hidden = 64 if small else 128
         cfg = Qwen3Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
                           num_attention_heads=4, num_key_value_heads=2, head_dim=32, tie_word_embeddings=False,
@@ -154,8 +190,12 @@ def check_run(device, rows, small):
                "--max-new-tokens", "8" if small else "16", "--overlong-cache", "4", "--eval-size", "2",
                "--eval-samples", "1", "--no-dynamic-sampling", "--lr", "1e-3", "--micro-batch-size", "4"]
         start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=420, cwd=ROOT,
-                              env=dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT)))
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=420, cwd=ROOT,
+                                  env=dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT)))
+        except subprocess.TimeoutExpired as e:  # still a row in the table, not a traceback
+            proc = subprocess.CompletedProcess(cmd, -9, "", f"{(e.stderr or b'').decode(errors='replace')}\n"
+                                               f"timed out after {e.timeout:.0f} s")
         seconds = time.perf_counter() - start
         lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()] if (out / "metrics.jsonl").is_file() else []
     train = [m for m in lines if "loss/loss" in m]

@@ -1,0 +1,144 @@
+"""bench/gpu_check.py where a GPU machine runs it: in a copy of the working tree without .cache/ (so with
+its own byte-level tokenizer), and its mask comparison, which ties at tau must not fail."""
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "bench" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gpu_check = _gpu_check()
+
+
+def copy_working_tree(dest):
+    """What a device machine gets: the working-tree versions of the tracked files and of the untracked files
+    git does not ignore; so no .cache/, no .venv/."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        src = ROOT / name
+        if src.is_file():  # a tracked file deleted in the working tree is not copied
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def test_gpu_check_cpu_passes_in_a_copy_without_the_cache(tmp_path):
+    tree = copy_working_tree(tmp_path / "tree")
+    assert not (tree / ".cache").exists() and (tree / "forkgrpo.py").is_file()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.run([sys.executable, str(tree / "bench" / "gpu_check.py"), "--cpu"], capture_output=True,
+                          text=True, timeout=420, cwd=tree, env=env)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and not line.startswith("| check")]
+    assert len(rows) == 4, proc.stdout[-4000:]
+    verdicts = [row.rstrip(" |").rsplit("| ", 1)[1] for row in rows]
+    assert verdicts == ["ok", "measured", "ok", "ok"], rows
+    assert "equal;" in rows[2] and "grad norm" in rows[3]
+
+
+@pytest.fixture(scope="module")
+def byte_tokenizer():
+    return gpu_check.fallback_tokenizer()
+
+
+def test_fallback_tokenizer_has_256_bytes_then_eos_and_pad(byte_tokenizer):
+    tok = byte_tokenizer
+    assert len(tok) == 258 and tok.eos_token_id == 256 and tok.pad_token_id == 257
+    assert tok.unk_token_id is None  # nothing can fall through to an unknown token
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())  # any Unicode text but lone surrogates (which have no UTF-8): newlines, controls, emoji
+def test_fallback_tokenizer_round_trips_any_text(byte_tokenizer, text):
+    tok = byte_tokenizer
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    if "<|endoftext|>" not in text and "<|pad|>" not in text:
+        assert ids == list(text.encode("utf-8"))  # token i is byte i
+    assert tok.decode(ids) == text
+
+
+@pytest.fixture(scope="module")
+def saved_and_loaded(tmp_path_factory, byte_tokenizer):
+    from transformers import AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("byte-tokenizer")
+    byte_tokenizer.save_pretrained(folder)
+    return AutoTokenizer.from_pretrained(folder)  # as forkgrpo loads it
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(max_size=40), min_size=1, max_size=4))
+def test_fallback_tokenizer_round_trips_after_save_and_load(saved_and_loaded, texts):
+    tok = saved_and_loaded
+    texts = [t.replace("<|endoftext|>", "").replace("<|pad|>", "") for t in texts]
+    ids = [tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in texts]
+    assert tok.batch_decode(ids, skip_special_tokens=True) == texts
+
+
+def test_fallback_tokenizer_encodes_newlines_and_non_ascii(byte_tokenizer):
+    text = "Solve:\n\t2 + 2 = ?\r\nRéponse: 4 ✓ 答案 🎉\x00"
+    ids = byte_tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert ids[:7] == [ord(c) for c in "Solve:\n"] and byte_tokenizer.decode(ids) == text
+
+
+def test_mask_comparison_is_same_on_many_ties_at_tau_and_different_on_a_wrong_mask():
+    import forkgrpo
+
+    g = torch.Generator().manual_seed(0)
+    entropy = torch.randint(0, 8, (4, 250), generator=g).float() / 8  # 1000 values from 8: ~125 tie at each
+    valid = torch.rand(4, 250, generator=g) < 0.9
+    n = int(valid.sum())
+    k = -(-n // 5)
+    mask = forkgrpo.forking_token_mask(entropy, valid, 0.2)
+    tau = torch.topk(entropy[valid], k).values[-1]
+    tied = int((valid & (entropy == tau)).sum())
+    assert tied > 50 and int(mask.sum()) > k  # ties at tau: the right mask keeps more than k
+    same, detail = gpu_check.compare_mask(entropy, valid, k, mask)
+    assert same, detail
+
+    # topk's exactly-k mask (the comparison the check used to make) leaves out some ties: DIFFERENT.
+    top = torch.zeros(valid.numel(), dtype=torch.bool)
+    top[valid.flatten().nonzero()[:, 0][torch.topk(entropy[valid], k).indices]] = True
+    assert not gpu_check.compare_mask(entropy, valid, k, top.view_as(valid))[0]
+    # One tied token dropped, one added below tau, an invalid token added, the mask of the wrong k: all DIFFERENT.
+    at_tau = (mask & (entropy == tau)).flatten().nonzero()[0, 0]
+    below = (valid & (entropy < tau)).flatten().nonzero()[0, 0]
+    invalid = (~valid & (entropy >= tau)).flatten().nonzero()[0, 0]
+    for i in (at_tau, below, invalid):
+        wrong = mask.clone().flatten()
+        wrong[i] = ~wrong[i]
+        assert not gpu_check.compare_mask(entropy, valid, k, wrong.view_as(mask))[0], int(i)
+    assert not gpu_check.compare_mask(entropy, valid, k, forkgrpo.forking_token_mask(entropy, valid, 0.5))[0]
+    assert not gpu_check.compare_mask(entropy, valid, k, mask.long())[0]  # not a bool mask
+
+
+def test_mask_comparison_on_distinct_entropies_is_exactly_topk():
+    import forkgrpo
+
+    n = 2**12
+    entropy = (torch.randperm(n, generator=torch.Generator().manual_seed(1)).float() / n)[None]
+    valid = torch.ones_like(entropy, dtype=torch.bool)
+    k = -(-n // 5)
+    mask = forkgrpo.forking_token_mask(entropy, valid, 0.2)
+    assert gpu_check.compare_mask(entropy, valid, k, mask)[0] and int(mask.sum()) == k
+    top = torch.zeros_like(valid)
+    top[0, torch.topk(entropy[0], k).indices] = True
+    assert torch.equal(gpu_check.reference_mask(entropy, valid, k), top)
