@@ -74,6 +74,7 @@ import argparse
 import ast
 import collections
 import dataclasses
+import errno
 import fcntl
 import functools
 import importlib.util
@@ -105,6 +106,10 @@ from tqdm import tqdm
 
 class InputError(ValueError):
     """Bad user input (an option, a data file, a model, a checkpoint): one line, exit 2, no traceback."""
+
+
+class RunError(RuntimeError):
+    """A run that cannot start or go on (the process group, the disk, a diverged policy): one line, exit 1."""
 
 
 # ======================================================================================
@@ -229,6 +234,8 @@ class Config:
     """a checkpoint folder to resume from, or "auto" for the latest in out_dir; only a run with the same options continues"""
     verify_timeout: Annotated[float, "> 0"] = 5.0
     """seconds per answer for the verifier; slower answers score as wrong"""
+    dist_timeout: Annotated[float, "> 0"] = 180.0
+    """minutes a rank waits in a collective for the slowest rank before the job aborts (torch's NCCL default, 10, is shorter than one rollout of the paper's 20,480-token responses)"""
     wandb_project: str = ""
     """log every metric line and the config to this Weights & Biases project (WANDB_MODE=offline needs no network); empty: off"""
 
@@ -891,19 +898,32 @@ def load_datasets(cfg):
 # ======================================================================================
 
 
-def setup_distributed():
-    """(rank, world_size, device), initialising the process group under torchrun."""
+def setup_distributed(timeout_minutes=180.0):
+    """(rank, world_size, device), initialising the process group under torchrun. Without RANK: one
+    process, no group (shard() makes a one-rank one if needed), and an indexed device: torch 2.13's
+    init_process_group refuses a device_id without an index ("Please use a device_id with index.")."""
     if "RANK" not in os.environ:
-        return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return 0, 1, torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-        torch.cuda.set_device(device)
-        dist.init_process_group("nccl", device_id=device)
-    else:
-        device = torch.device("cpu")
-        dist.init_process_group("gloo")
+    device = torch.device("cuda", int(os.environ["LOCAL_RANK"])) if torch.cuda.is_available() else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # before init_process_group, so NCCL binds this rank's GPU
+    init_process_group(device, rank, world, timeout_minutes)
     return rank, world, device
+
+
+def init_process_group(device, rank, world, timeout_minutes):
+    """NCCL on CUDA, gloo on CPU, with a collective timeout of `timeout_minutes`: a rank waits that
+    long for the slowest one, whose rollout can take longer than NCCL's default 10 minutes."""
+    import datetime
+
+    cuda = device.type == "cuda"
+    try:
+        dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world, device_id=device if cuda else None,
+                                timeout=datetime.timedelta(minutes=timeout_minutes))
+    except (ValueError, RuntimeError) as e:  # a bad device, an unreachable master, a port in use
+        raise RunError(f"cannot start the process group on {device} ({type(e).__name__}: "
+                       f"{(str(e).strip().splitlines() or [''])[0][:300]})") from None
 
 
 def all_reduce(t, op="sum"):
@@ -1020,15 +1040,31 @@ def compute_dtype(option, device):
     return getattr(torch, option)
 
 
-def load_policy(name, device, world, activation_checkpointing, dtype=torch.float32):
+def load_policy(name, device, world, activation_checkpointing, dtype=torch.float32, timeout_minutes=180.0):
     """Policy and tokenizer; sharded with FSDP2 on CUDA, under torchrun, or for a compute dtype
-    other than float32 (FSDP2's mixed precision casts the float32 weights for each forward)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    other than float32 (FSDP2's mixed precision casts the float32 weights for each forward).
 
-    path = resolve_model(name)
+    Under torchrun it loads the FSDP2 way (as torchtune and accelerate's RAM-efficient loading do):
+    rank 0 alone reads the checkpoint, into host RAM; every rank builds the model on the meta device
+    and shards it; then each tensor goes from rank 0 into every rank's shard, one at a time. No rank
+    but 0 ever holds the whole model, and no GPU does: 8 ranks of a 32B model would otherwise need
+    131 GB each at once, on the GPU and in the node's host RAM.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    path, rank = resolve_model(name), dist.get_rank() if dist.is_initialized() else 0
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)  # float32 master weights
+        source = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32) if rank == 0 else None  # float32 master weights
+        if world > 1:
+            with torch.device("meta"):  # the skeleton every rank shards; its tensors take no memory
+                lm = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path), dtype=torch.float32)
+            try:  # the model's own EOS ids, as rank 0's from_pretrained reads them
+                lm.generation_config = GenerationConfig.from_pretrained(path)
+            except OSError:
+                pass  # none saved: the one from_config derived, as from_pretrained would
+        else:
+            lm = source
     except (OSError, ValueError) as e:  # not a model folder, or a hub id that cannot be fetched
         raise InputError(f"--model {name}: cannot load it ({str(e).strip().splitlines()[0]})") from None
     check_plain_lm_head(lm, name)
@@ -1037,9 +1073,26 @@ def load_policy(name, device, world, activation_checkpointing, dtype=torch.float
     lm.config.use_cache = True  # generation; training forwards pass no cache
     if activation_checkpointing:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    policy = Policy(lm, activation_checkpointing).to(device)
-    if world > 1 or device.type == "cuda" or dtype != torch.float32:
-        policy = shard(policy, device, dtype)
+    if world == 1:
+        policy = Policy(lm, activation_checkpointing).to(device)
+        return (shard(policy, device, dtype, timeout_minutes) if device.type == "cuda" or dtype != torch.float32
+                else policy), tokenizer, path
+    policy = shard(Policy(lm, activation_checkpointing), device, dtype, timeout_minutes)
+    policy.to_empty(device=device)  # this rank's shards, uninitialised
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    full = {f"lm.{k}": v for k, v in source.state_dict().items()} if rank == 0 else {}
+    set_model_state_dict(policy, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    # Buffers outside the state dict (the rotary inv_freq) come from rank 0's model too.
+    buffers = dict(source.named_buffers()) if rank == 0 else {}
+    for key, buffer in policy.lm.named_buffers():
+        if rank == 0:
+            buffer.copy_(buffers[key])
+        on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else buffer.device
+        x = buffer.to(on)
+        dist.broadcast(x, src=0)
+        buffer.copy_(x)
+    del source, full
     return policy, tokenizer, path
 
 
@@ -1057,7 +1110,7 @@ def check_plain_lm_head(lm, name):
                          "entropies do not add; this model is not supported yet")
 
 
-def shard(policy, device, dtype):
+def shard(policy, device, dtype, timeout_minutes=180.0):
     """FSDP2: each decoder layer, then the root (the PyTorch FSDP2 example's recipe), computing in
     `dtype` and reducing gradients in float32; CPU runs the same code on gloo."""
     from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
@@ -1065,8 +1118,7 @@ def shard(policy, device, dtype):
     if not dist.is_initialized():  # one GPU without torchrun: a one-process group
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
-        cuda = device.type == "cuda"
-        dist.init_process_group("nccl" if cuda else "gloo", rank=0, world_size=1, device_id=device if cuda else None)
+        init_process_group(device, 0, 1, timeout_minutes)
     mp = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32) if dtype != torch.float32 else None
     kwargs = {"mp_policy": mp} if mp else {}
     for layer in policy.lm.model.layers:
@@ -1114,13 +1166,11 @@ class RolloutEngine(typing.Protocol):
         depend on nothing else in the batch; temperature 0 is greedy."""
 
     def sync_weights(self, named_tensors):
-        """Load (HF name, full tensor) pairs, the updated policy; return the seconds it took."""
+        """Load (HF name, full tensor) pairs, the updated policy, waking the engine if it sleeps; return the
+        seconds it took. Called after every step, updated or not."""
 
     def sleep(self):
-        """Free accelerator memory for the update (called after each rollout)."""
-
-    def wake(self):
-        """Undo sleep (called before sync_weights and before the next rollout)."""
+        """Free accelerator memory for the update (called after each rollout); sync_weights wakes it."""
 
     def close(self):
         """Shut down; called once, after the last collective."""
@@ -1181,7 +1231,10 @@ class VLLMRollout:
             model=str(model_dir), seed=seed, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size,
             distributed_executor_backend="external_launcher" if "RANK" in os.environ else "uni",
             logprobs_mode="processed_logprobs",  # log-probs of the distribution sampled from (after T, top-p)
-            enforce_eager=True,  # CUDA graphs and compilation cost time and memory the trainer needs
+            # No CUDA graphs: capturing them compiles and allocates on every rank at every start, and their
+            # interplay with level-2 sleep has not run on a GPU here (cumem keeps the weights' virtual
+            # addresses across sleep, so graphs should survive: the first thing to try with a GPU).
+            enforce_eager=True,
             skip_tokenizer_init=True,  # the trainer tokenizes and decodes; the engine sees token ids
             dtype=dtype,  # the trainer's compute dtype, so that the log-probs of both agree
             **settings,
@@ -1202,42 +1255,54 @@ class VLLMRollout:
             prompt_ids = [p for ps, _ in parts for p in ps]
             seeds = None if seeds is None else [x for _, ss in parts for x in ss]
         requests = [{"prompt_token_ids": list(ids)} for ids in prompt_ids for _ in range(n)]
+        # flat_logprobs (vLLM 0.32.0 sampling_params.py, SamplingParams.flat_logprobs; logprobs.py, FlatLogprobs):
+        # a few flat lists per response instead of a dict and a Logprob object per token, which at
+        # 20,480-token responses cost host RAM and garbage-collection time. With logprobs=0 each
+        # position holds the sampled token alone.
         params = [SamplingParams(n=1, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0,
-                                 seed=None if seeds is None else derive_seed(seeds[i], j), stop_token_ids=self.eos,
-                                 detokenize=False) for i in range(len(prompt_ids)) for j in range(n)]
+                                 flat_logprobs=True, seed=None if seeds is None else derive_seed(seeds[i], j),
+                                 stop_token_ids=self.eos, detokenize=False)
+                  for i in range(len(prompt_ids)) for j in range(n)]
         outputs = self.llm.generate(requests, params, use_tqdm=False)  # in request order
         responses = [list(o.outputs[0].token_ids) for o in outputs]
-        logps = [[step[t].logprob for step, t in zip(o.outputs[0].logprobs, ids)] for o, ids in zip(outputs, responses)]
+        logps = [_sampled_logprobs(o.outputs[0].logprobs, ids) for o, ids in zip(outputs, responses)]
         if self.tp_group is not None:  # keep this rank's own responses
             mine = slice(before, before + len(parts[dist.get_rank(self.tp_group)][0]) * n)
             responses, logps = responses[mine], logps[mine]
         return responses, logps
 
     def sync_weights(self, named_tensors):
-        """Stream (HF name, full tensor) pairs into the engine; returns the seconds it took.
+        """Stream (HF name, full tensor) pairs into the engine, waking it if asleep; returns the seconds it took.
 
         The tensors go through the model's checkpoint loader, which maps HF names onto vLLM's fused
         qkv/gate-up modules and redoes the CPU build's weight repacking (TRL's per-parameter
         `model.load_weights` fails on the CPU build for that reason).
         """
         start = time.perf_counter()
+        if self.sleeping:  # level 2 discarded the weights: map their memory back first, then load them
+            self.llm.wake_up(tags=["weights"])
         # vLLM 0.32.0: worker method reload_weights(weights_iterator, is_checkpoint_format); in-process
         # executors pass kwargs by reference, so a generator works.
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(named_tensors), "is_checkpoint_format": True})
         self.llm.collective_rpc(_refresh_tied_lm_head)
+        if self.sleeping:  # the KV cache's memory was the update's until now
+            self.llm.wake_up(tags=["kv_cache"])
+            self.sleeping = False
         self.llm.reset_prefix_cache()  # its KV blocks were computed with the old weights
         return time.perf_counter() - start
 
     def sleep(self):
-        """GPU: drop the KV cache and move the weights to host RAM for the update (sleep mode)."""
-        if self.sleep_mode and not self.sleeping:
-            self.llm.sleep(level=1)
-        self.sleeping = self.sleep_mode
+        """GPU: free the weights and the KV cache for the update; the next sync_weights wakes the engine.
 
-    def wake(self):
-        if self.sleeping:
-            self.llm.wake_up()
-        self.sleeping = False
+        Level 2, as vLLM documents it for RL weight updates (vLLM 0.32.0 entrypoints/llm.py, LLM.sleep:
+        "Level 2: Discard all GPU memory (weights + KV cache) ... Good for ... update the model"): level 1
+        would copy the weights into pinned host RAM at every step (64 GB per rank for a 32B model), only
+        for the sync to overwrite them. Since level 2 discards the weights, every wake goes through
+        sync_weights, also after a step that skipped its update (vLLM issue #29341).
+        """
+        if self.sleep_mode and not self.sleeping:
+            self.llm.sleep(level=2)
+            self.sleeping = True
 
     def close(self):
         """Shut the engine down. It also destroys the default process group: call after the last collective."""
@@ -1247,6 +1312,15 @@ class VLLMRollout:
             # and calls cleanup_dist_env_and_memory().
             llm.llm_engine.engine_core.shutdown()
             torch.set_num_threads = self._set_num_threads
+
+
+def _sampled_logprobs(logprobs, token_ids):
+    """The log-prob of each sampled token, from vLLM's FlatLogprobs (or its list of dicts, without flat_logprobs)."""
+    if hasattr(logprobs, "start_indices"):  # FlatLogprobs: position i's entries are start_indices[i]:end_indices[i]
+        if [logprobs.token_ids[i] for i in logprobs.start_indices] != list(token_ids):
+            raise RuntimeError("vLLM returned log-probs of other tokens than it sampled")
+        return [logprobs.logprobs[i] for i in logprobs.start_indices]
+    return [step[t].logprob for step, t in zip(logprobs, token_ids)]
 
 
 def _refresh_tied_lm_head(worker):
@@ -1304,7 +1378,7 @@ class HFRollout:
     def sync_weights(self, named_tensors):
         return 0.0  # generates with the training weights themselves
 
-    sleep = wake = close = lambda self: None  # nothing to free: this engine is the policy itself
+    sleep = close = lambda self: None  # nothing to free: this engine is the policy itself
 
 
 def _cut_at_eos(seq, eos):
@@ -1520,7 +1594,7 @@ TOKEN_MEAN_KEYS = ("loss/clipfrac_low", "loss/clipfrac_high", "loss/clipfrac_dua
 
 
 
-def update_policy(cfg, policy, optimizer, batch, step, rank, world, group):
+def update_policy(cfg, policy, optimizer, batch, step, rank, world, group, guard=None):
     """--mini-batches optimizer steps on one scored batch: for each, 5. the token selection (--fork-mode,
     the forking mask by default) over the whole mini-batch on all ranks and 6. the clipped surrogate and
     AdamW. Returns the update's metrics, each a mean over the mini-batches unless docs/metrics.md says otherwise."""
@@ -1567,11 +1641,14 @@ def update_policy(cfg, policy, optimizer, batch, step, rank, world, group):
         s = reduce_metrics(local)
         grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip or math.inf)  # 0: measure, never clip
         grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
-        if torch.isfinite(s["loss"]) and torch.isfinite(grad_norm):
+        finite = bool(torch.isfinite(s["loss"]) and torch.isfinite(grad_norm))
+        if finite:
             optimizer.step()
-        else:  # a NaN/inf loss or gradient: skip this step, keep the run going
+        else:  # a NaN/inf loss or gradient: skip this step; the guard stops a run that keeps failing
             skipped += 1
         optimizer.zero_grad(set_to_none=True)
+        if guard is not None:
+            guard.check(finite, policy, step + 1)
         out["loss/loss"] += float(s["loss"]) / len(minis)
         for k in TOKEN_MEAN_KEYS:
             out[k] += float(s[k] / s["selected"].clamp_min(1)) / len(minis)
@@ -1586,6 +1663,28 @@ def update_policy(cfg, policy, optimizer, batch, step, rank, world, group):
     return {**out, "fork/frac_selected": selected / max(valid, 1), "train/lr": lr,
             "train/groups": len(rows) // cfg.group_size * world, "train/tokens": valid,
             "time/update": seconds, "perf/update_tokens_per_s": valid / max(seconds, 1e-9)}
+
+
+class DivergenceGuard:
+    """Stops a run whose policy has diverged, before it can overwrite a checkpoint or final/: after
+    `limit` consecutive skipped updates (non-finite loss or gradient), or at once when an update
+    leaves non-finite weights. One transient NaN is skipped and forgotten. `streak` > 0 means the
+    current weights are suspect: main() writes no checkpoint then."""
+
+    def __init__(self, lr, limit=3):
+        self.lr, self.limit, self.streak = lr, limit, 0
+
+    def check(self, finite_update, policy, step):
+        self.streak = 0 if finite_update else self.streak + 1
+        cause = f"most likely the learning rate is too high (--lr {self.lr:g}); start again with a lower one"
+        if self.streak >= self.limit:
+            raise RunError(f"step {step}: the policy diverged: {self.streak} updates in a row had a non-finite loss or "
+                           f"gradient and were skipped; {cause}. Nothing of this run after the last good checkpoint was saved")
+        local = [p.to_local() if hasattr(p, "to_local") else p for p in policy.parameters()]  # this rank's shards
+        ok = torch.stack([torch.isfinite(p.detach()).all() for p in local]).all().float().cpu()
+        if finite_update and all_reduce(ok, "min") < 1:
+            raise RunError(f"step {step}: an update made the weights non-finite; {cause}. Nothing of this run after "
+                           "the last good checkpoint was saved")
 
 
 # ======================================================================================
@@ -1626,6 +1725,12 @@ def evaluate(cfg, engine, tokenizer, problems, rank, world, reward_fn=correctnes
 # ======================================================================================
 
 
+def describe_os_error(e):
+    """One line for an error of the disk (no space, read-only, quota, permissions): the path and the cause."""
+    path = e.filename if e.filename is not None else "a file of this run"
+    return f"{path}: {e.strerror or e}" + (" (free some space, then continue with --resume auto)" if e.errno == errno.ENOSPC else "")
+
+
 def _lookup(row, dotted):
     for part in dotted.split("."):
         if not isinstance(row, dict) or part not in row:
@@ -1648,6 +1753,8 @@ def _read_rows(path, option):
         return rows, [f"{path}: row {i}" for i in range(len(rows))]
     if p.suffix not in (".jsonl", ".json"):
         raise InputError(f"{option}: {path}: expected a .jsonl or .parquet file")
+    if p.stat().st_size > BIG_DATA_BYTES:
+        print(f"forkgrpo: reading {path} ({p.stat().st_size / 2**20:.0f} MiB; Ctrl-C stops)", flush=True)
     rows, where = [], []
     with open(p, "rb") as f:
         for lineno, raw in enumerate(f, 1):
@@ -1711,7 +1818,28 @@ def drop_duplicates(problems):
     return unique, len(problems) - len(unique)
 
 
-RUN_FILES = ("metrics.jsonl", "checkpoints", "final", "hf", "wandb", "wandb-run-id", "curves.png")  # what --overwrite deletes
+def run_files(out):
+    """What a run writes in its folder, by name: all that --overwrite deletes. Its W&B files are the
+    ones of its own W&B run id; anything else in wandb/, hf/ or the folder is not the run's."""
+    wandb, run_id = out / "wandb", (out / "wandb-run-id").read_text().strip() if (out / "wandb-run-id").is_file() else None
+    theirs = [p for p in wandb.glob("*") if (run_id and p.name.endswith(f"-{run_id}"))
+              or p.name in ("latest-run", "debug.log", "debug-internal.log")] if run_id else []
+    return [*(out / n for n in ("metrics.jsonl", "wandb-run-id", "curves.png", "final", "final.tmp")),
+            *(out / "checkpoints").glob("step_*"), *(out / "hf").glob("step_*"), *theirs]
+
+
+def _delete_run(out, cfg):
+    """--overwrite: delete the earlier run's files (run_files), refusing if this run reads from them."""
+    targets = [p for p in run_files(out) if p.exists() or p.is_symlink()]
+    for option, value in (("--model", cfg.model), ("--data", cfg.data), ("--eval-data", cfg.eval_data)):
+        used = Path(value).expanduser().resolve() if value and value != "default" else None
+        if used is not None and any(used == t.resolve() or t.resolve() in used.parents for t in targets):
+            raise InputError(f"--overwrite would delete {option} {value}, which this run reads: move it out of {out} first")
+    for target in targets:
+        shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()
+    for folder in (out / "hf", out / "wandb"):  # only if nothing else is in them
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def holds_run(folder):
@@ -1745,7 +1873,9 @@ def _lock_folder(out):
     try:  # a folder we cannot write is found now, not at the first save after hours of training
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         for folder in (out, out / "checkpoints"):
-            tempfile.TemporaryFile(dir=folder).close()
+            with tempfile.TemporaryFile(dir=folder) as probe:  # a byte, so a full disk shows too
+                probe.write(b"0")
+                probe.flush()
         fd = os.open(out, os.O_RDONLY)
     except OSError as e:
         raise InputError(f"--out-dir {out}: cannot write there ({e.strerror or e})") from None
@@ -1763,6 +1893,8 @@ def _claim_out_dir(cfg):
     (--overwrite). The default --out-dir instead moves on to the first free runs/forkgrpo-N, so that
     ./run.sh can run twice in a row, or twice at once."""
     default = cfg.out_dir == Config.out_dir and not (cfg.resume or cfg.overwrite)
+    if ".git" in Path(cfg.out_dir).resolve().parts:
+        raise InputError(f"--out-dir {cfg.out_dir}: inside a git repository's .git folder; choose another folder")
     n, out = 1, Path(cfg.out_dir)
     while (lock := _lock_folder(out)) is None or (default and holds_run(out)):
         if not default:
@@ -1776,10 +1908,11 @@ def _claim_out_dir(cfg):
     inside = cfg.resume == "auto" or (cfg.resume and Path(cfg.resume).resolve().parent == ckpts.resolve())
     problem = None
     if holds_run(out) and cfg.overwrite:
-        for name in RUN_FILES:
-            target = out / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-        ckpts.mkdir()
+        try:
+            _delete_run(out, cfg)
+        except InputError:
+            release_out_dir(lock)
+            raise
         print(f"forkgrpo: --overwrite: deleted the earlier run in {out}", flush=True)
     elif holds_run(out) and not inside:
         problem = (f"--out-dir {out} holds an earlier run (metrics.jsonl, checkpoints or final/); continue it with "
@@ -1828,7 +1961,18 @@ def save_checkpoint(out_dir, step, policy, optimizer, position, run, rank):
         tmp.mkdir(parents=True)
     barrier()  # the folder exists before any rank writes into it
     model_sd, optim_sd = get_state_dict(policy, optimizer)
-    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
+    try:
+        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
+    except BaseException as e:  # DCP's CheckpointException is a BaseException; it wraps each rank's failure
+        if not isinstance(e, Exception) and type(e).__name__ != "CheckpointException":
+            raise  # Ctrl-C, SystemExit
+        # torch.save reports a full disk as "unexpected pos N vs M", so ask the disk before freeing it.
+        cause = "No space left on device" if shutil.disk_usage(root).free < 2**20 else _cause(e)
+        if rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+        older = sorted(p.name for p in root.glob("step_*") if not p.name.endswith(".tmp"))
+        raise RunError(f"{tmp}: cannot write the checkpoint of step {step} ({cause}); "
+                       + (f"{older[-1]} is intact: continue from it with --resume auto" if older else "no earlier checkpoint")) from None
     barrier()  # every rank's shards are on disk before the rename
     if rank == 0:
         (tmp / "trainer.json").write_text(json.dumps({"step": step, "position": position, "run": run}))
@@ -1839,6 +1983,22 @@ def save_checkpoint(out_dir, step, policy, optimizer, position, run, rank):
                 shutil.rmtree(old, ignore_errors=True)
     barrier()
     return final
+
+
+def _cause(e):
+    """The first line of the error behind `e`: a DCP failure unwrapped, an OSError as its path and cause."""
+    for _ in range(8):  # a CheckpointException holds each failing rank's own exception
+        failures = getattr(e, "failures", None)
+        inner = next(iter(failures.values()), None) if failures else (e.__cause__ or e.__context__)
+        if inner is None or isinstance(e, OSError):
+            break
+        e = inner
+    return describe_os_error(e) if isinstance(e, OSError) else f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+
+
+def _disk_full(e):
+    text = str(e)  # safetensors' SafetensorError carries the OS error in its text
+    return getattr(e, "errno", None) in (28, 122) or "No space left" in text or "os error 28" in text or "os error 122" in text
 
 
 def find_checkpoint(resume, out_dir):
@@ -1898,20 +2058,37 @@ def run_options(cfg):
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in MAY_CHANGE_ON_RESUME}
 
 
+FINAL_SAVE_TRIES, FINAL_SAVE_WAIT = 60, 30.0  # on a full disk: 30 minutes to free space before the weights are lost
+BIG_DATA_BYTES = 50 * 2**20  # a data file over this says so before it is read
+
+
 def save_final(policy, tokenizer, out, rank):
     """The trained model as a transformers folder (safetensors), loadable by vLLM too. Every rank calls
-    it (the full state dict is gathered); rank 0 writes."""
+    it (the full state dict is gathered); rank 0 writes, into out.tmp renamed when complete. On a full
+    disk it retries every FINAL_SAVE_WAIT seconds rather than lose a run that saved no checkpoint;
+    every other error of the disk is one line."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     full = get_model_state_dict(policy, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    if rank == 0:
-        tmp = Path(str(out) + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        state = {k.removeprefix("lm."): v for k, v in full.items()}
-        policy.lm.save_pretrained(tmp, state_dict=state, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
+    tmp = Path(str(out) + ".tmp")
+    retries, wait = FINAL_SAVE_TRIES, FINAL_SAVE_WAIT
+    for attempt in range(retries + 1) if rank == 0 else ():
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            state = {k.removeprefix("lm."): v for k, v in full.items()}
+            policy.lm.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            shutil.rmtree(out, ignore_errors=True)
+            os.replace(tmp, out)
+            break
+        except Exception as e:
+            shutil.rmtree(tmp, ignore_errors=True)  # a half-written folder is never taken for done
+            if not _disk_full(e) or attempt == retries:
+                raise RunError(f"{out}: cannot write the model ({_cause(e)})") from None
+            # The trained weights exist only in memory: wait for space instead of losing the run.
+            print(f"forkgrpo: {out}: no space left on the disk; free some, retrying in {wait:g} s "
+                  f"({retries - attempt} tries left; Ctrl-C twice gives up)", file=sys.stderr, flush=True)
+            time.sleep(wait)
     barrier()
 
 
@@ -1950,8 +2127,15 @@ class MetricsLog:
     def write(self, m):
         if self.rank != 0:
             return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(m) + "\n")
+        data = (json.dumps(m) + "\n").encode()
+        with open(self.path, "ab", buffering=0) as f:  # unbuffered: a failed write is not retried at close
+            size = f.seek(0, os.SEEK_END)
+            try:
+                while data:
+                    data = data[f.write(data):]
+            except OSError as e:
+                f.truncate(size)  # a line cut by a full disk is taken back: the log stays readable for --resume
+                raise OSError(e.errno, e.strerror, str(self.path)) from None
         if self.wandb is not None:
             self.wandb.log({k: v for k, v in m.items() if k != "step"}, step=m["step"])
         if "reward/mean" in m:
@@ -1975,10 +2159,11 @@ class MetricsLog:
 
 class StopRequest:
     """First Ctrl-C (or SIGTERM, or SIGHUP from a closed terminal): finish the current step,
-    checkpoint, exit 130. Second: stop now, exit 130."""
+    checkpoint, exit 130. Second: stop now, exit 130. Before training begins (`training` unset: data,
+    model, engine), the first stops at once: there is nothing to save yet."""
 
     def __init__(self):
-        self.requested, self.previous = False, {}
+        self.requested, self.previous, self.training = False, {}, False
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 self.previous[sig] = signal.signal(sig, self._handle)
@@ -1988,8 +2173,8 @@ class StopRequest:
             signal.signal(sig, handler)
 
     def _handle(self, signum, frame):
-        if self.requested:
-            print("forkgrpo: stopping now, without a checkpoint", file=sys.stderr, flush=True)
+        if self.requested or not self.training:
+            print("forkgrpo: stopping now" + (", without a checkpoint" if self.training else ""), file=sys.stderr, flush=True)
             raise SystemExit(130)
         self.requested = True
         print("forkgrpo: stopping after this step (again to stop now)", file=sys.stderr, flush=True)
@@ -2011,10 +2196,10 @@ def main(argv=None, reward_fn=None):
     None is math_verify's `correctness` with --verify-timeout.
     """
     cfg = parse_config(argv)
-    rank, world, device = setup_distributed()
     engine, lock, log, stop = None, None, None, StopRequest()
     try:
-        # 0. Set-up: data, model, optimizer, rollout engine, resume.
+        # 0. Set-up: process group, data, model, optimizer, rollout engine, resume.
+        rank, world, device = setup_distributed(cfg.dist_timeout)
         if reward_fn is None:
             check_math_verify()
             reward_fn = functools.partial(correctness, timeout=cfg.verify_timeout)
@@ -2026,7 +2211,7 @@ def main(argv=None, reward_fn=None):
         out_dir, lock = claim_out_dir(cfg, rank, world)
         torch.manual_seed(cfg.seed)
         dtype = compute_dtype(cfg.dtype, device)
-        policy, tokenizer, model_path = load_policy(cfg.model, device, world, cfg.activation_checkpointing, dtype)
+        policy, tokenizer, model_path = load_policy(cfg.model, device, world, cfg.activation_checkpointing, dtype, cfg.dist_timeout)
         eos = _eos_ids(tokenizer, policy.lm)
         train_set, skipped = encode_problems(train_set, tokenizer, cfg.template, cfg.max_prompt_len)
         eval_set, eval_skipped = encode_problems(eval_set, tokenizer, cfg.template, cfg.max_prompt_len)
@@ -2037,7 +2222,7 @@ def main(argv=None, reward_fn=None):
         ckpt = find_checkpoint(cfg.resume, out_dir) if cfg.resume else None
         if ckpt is not None:
             start, position = load_checkpoint(ckpt, policy, optimizer, run_options(cfg))
-        stream = PromptStream(train_set, cfg.seed, position)
+        stream, guard = PromptStream(train_set, cfg.seed, position), DivergenceGuard(cfg.lr)
         group = dist.group.WORLD if world > 1 else None  # the forking mask pools all ranks' tokens
         engine = make_engine(cfg, policy, tokenizer, model_path, eos, rank)
         if start > 0:
@@ -2049,6 +2234,9 @@ def main(argv=None, reward_fn=None):
         if cfg.prompts_per_step > len(train_set):
             log.note(f"warning: --prompts-per-step {cfg.prompts_per_step} exceeds the {len(train_set)} training "
                      "prompts, so each step repeats some of them")
+        if cfg.eval_size and not eval_set and (eval_skipped or cfg.eval_data):
+            log.note(f"warning: no evaluation: every eval prompt is longer than --max-prompt-len {cfg.max_prompt_len}")
+        stop.training = True
         if start == 0 and eval_set:
             log.write({"step": 0, **evaluate(cfg, engine, tokenizer, eval_set, rank, world, reward_fn)})
 
@@ -2064,13 +2252,12 @@ def main(argv=None, reward_fn=None):
                 # 4. Scoring pass: old log-probs and token entropies, chunked, no gradient.
                 batch, scored = score(policy, batch, cfg.micro_batch_size, cfg.temperature, group)
                 # 5. Forking mask and 6. update: clipped surrogate on the selected tokens, AdamW.
-                updated = update_policy(cfg, policy, optimizer, batch, step, rank, world, group)
+                updated = update_policy(cfg, policy, optimizer, batch, step, rank, world, group, guard)
+                del batch  # its activations' inputs would stay alive through the next rollout
                 # 7. Weight sync: the engine samples the next step from the updated policy.
-                engine.wake()
-                sync_seconds = engine.sync_weights(full_named_parameters(policy))
-                metrics.update({**scored, **updated, "time/sync": sync_seconds})
+                metrics.update({**scored, **updated, "time/sync": engine.sync_weights(full_named_parameters(policy))})
             else:
-                engine.wake()
+                engine.sync_weights(full_named_parameters(policy))  # a sleeping engine discarded its weights
                 metrics["train/skipped_steps"] = 1.0  # no informative group on some rank
             # 8. Log, evaluate, checkpoint.
             metrics["time/step"] = time.perf_counter() - t0
@@ -2081,16 +2268,20 @@ def main(argv=None, reward_fn=None):
             if cfg.save_hf_every and done % cfg.save_hf_every == 0:
                 save_final(policy, tokenizer, out_dir / "hf" / f"step_{done:06d}", rank)
             stopping = stop.agreed()
-            if (cfg.save_every and done % cfg.save_every == 0) or stopping:
+            if ((cfg.save_every and done % cfg.save_every == 0) or stopping) and not guard.streak:  # never a suspect policy
                 path = save_checkpoint(out_dir, done, policy, optimizer, stream.position, run_options(cfg), rank)
-                if stopping:
-                    log.note(f"stopped; checkpoint in {path} (continue with --resume auto)")
-                    raise SystemExit(130)
+            if stopping:
+                log.note(f"stopped; checkpoint in {path} (continue with --resume auto)" if not guard.streak else
+                         "stopped without a checkpoint: the last update failed (non-finite loss or gradient)")
+                raise SystemExit(130)
         save_final(policy, tokenizer, out_dir / "final", rank)
         log.note(f"done: final model in {out_dir / 'final'}")
     except InputError as e:
         print(f"forkgrpo.py: error: {e}", file=sys.stderr)
         raise SystemExit(2)
+    except (RunError, OSError) as e:
+        print(f"forkgrpo.py: error: {describe_os_error(e) if isinstance(e, OSError) else e}", file=sys.stderr)
+        raise SystemExit(1)
     finally:
         stop.restore()
         if log is not None:

@@ -26,7 +26,7 @@ def need_default_model():
 
 
 def save_tiny_model(path, family, **shape):
-    """A random 2-layer model of a transformers family (hidden 64, head_dim 32) with the default
+    """A random model of a transformers family (2 layers, hidden 64, head_dim 32 unless `shape` says otherwise) with the default
     model's tokenizer, saved to path."""
     need_default_model()
     import torch
@@ -34,9 +34,10 @@ def save_tiny_model(path, family, **shape):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(DEFAULT_MODEL)
+    shape = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "head_dim": 32,
+             **shape}
     cfg = getattr(transformers, f"{family}Config")(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-        head_dim=32, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
         max_position_embeddings=1024, **shape,
     )
     torch.manual_seed(0)

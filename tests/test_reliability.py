@@ -1,0 +1,360 @@
+"""A run never reports a success it did not have and never deletes what it did not write: the probes
+of a hostile, careless or unlucky user, each run in-process on the tiny model."""
+
+import contextlib
+import dataclasses
+import errno
+import json
+import math
+import os
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+import forkgrpo
+from test_train import TINY, _update_once
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def alternating(responses, answers):
+    """Every group informative: right, wrong, right, ... (a random model is never right)."""
+    return torch.tensor([float(i % 2) for i in range(len(responses))])
+
+
+def run(args, capsys, reward_fn=alternating):
+    """forkgrpo.main in this process: (exit code, stdout, stderr)."""
+    try:
+        forkgrpo.main([*TINY, *args], reward_fn=reward_fn)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --- divergence -------------------------------------------------------------------------
+
+
+def test_a_diverged_run_stops_with_exit_1_naming_the_step_and_the_learning_rate_and_keeps_its_last_good_checkpoint(
+        tiny_model, tmp_path, capsys, monkeypatch):
+    steps, real_loss, real_update = [], forkgrpo.policy_loss, forkgrpo.update_policy
+
+    def loss(*args, **kwargs):  # step 1 learns; every later loss is NaN
+        value, metrics = real_loss(*args, **kwargs)
+        return (value * float("nan") if steps[-1] >= 1 else value), metrics
+
+    def update(cfg, policy, optimizer, batch, step, *rest):
+        steps.append(step)
+        return real_update(cfg, policy, optimizer, batch, step, *rest)
+    monkeypatch.setattr(forkgrpo, "policy_loss", loss)
+    monkeypatch.setattr(forkgrpo, "update_policy", update)
+    out = tmp_path / "run"
+    code, stdout, err = run(["--model", str(tiny_model), "--out-dir", str(out), "--steps", "8", "--save-every", "1"],
+                            capsys)
+    assert code == 1, err[-2000:]
+    assert "step 4: the policy diverged: 3 updates in a row had a non-finite loss" in err and "--lr 0.001" in err
+    assert "Traceback" not in err and "done" not in stdout
+    assert steps == [0, 1, 2, 3]  # stopped at the third skipped update
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_000001"]  # the last good one
+    assert not (out / "final").exists()
+    assert forkgrpo.find_checkpoint("auto", out).name == "step_000001"
+
+
+def test_an_update_that_leaves_non_finite_weights_stops_the_run_at_once(tiny_model, monkeypatch):
+    from transformers import AutoModelForCausalLM
+    real_step = torch.optim.AdamW.step
+
+    def poisoned(self, *args, **kwargs):
+        result = real_step(self, *args, **kwargs)
+        self.param_groups[0]["params"][0].data[0] = float("nan")
+        return result
+    monkeypatch.setattr(torch.optim.AdamW, "step", poisoned)
+    policy = forkgrpo.Policy(AutoModelForCausalLM.from_pretrained(tiny_model))
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3)
+    groups = [forkgrpo.Group([1, 2], [[5, 6, 7], [8, 9], [10, 11, 12], [13]], None, torch.tensor([1.0, -1.0, 1.0, -1.0]))]
+    batch, _ = forkgrpo.score(policy, forkgrpo.make_batch(groups, 0, torch.device("cpu"), 4, True), 4, 1.0, None)
+    with pytest.raises(forkgrpo.RunError, match="step 1: an update made the weights non-finite"):
+        forkgrpo.update_policy(forkgrpo.Config(group_size=4), policy, optimizer, batch, 0, 0, 1, None,
+                               forkgrpo.DivergenceGuard(lr=1e-3))
+
+
+def test_one_transient_nan_is_skipped_and_forgotten_by_the_guard():
+    guard = forkgrpo.DivergenceGuard(lr=1e-3)
+    policy = torch.nn.Linear(2, 2)
+    for finite in (False, False, True, False, False, True):  # never three in a row
+        guard.check(finite, policy, 1)
+    assert guard.streak == 0
+
+
+# --- options ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--grad-clip", "-1"], "--grad-clip must be >= 0, got -1.0"),
+    (["--incorrect-reward=-inf"], "--incorrect-reward must be a finite number, got -inf"),
+    (["--eps-low", "nan"], "--eps-low must be a finite number, got nan"),
+    (["--overlong-factor", "nan"], "--overlong-factor must be a finite number, got nan"),
+    (["--lr", "inf"], "--lr must be a finite number, got inf"),
+    (["--weight-decay", "nan"], "--weight-decay must be a finite number, got nan"),
+    (["--temperature", "inf"], "--temperature must be a finite number, got inf"),
+    (["--verify-timeout", "0"], "--verify-timeout must be > 0, got 0.0"),
+    (["--verify-timeout", "-1"], "--verify-timeout must be > 0, got -1.0"),
+    (["--eps-low", "1"], "--eps-low must be in [0, 1), got 1.0"),
+    (["--dist-timeout", "0"], "--dist-timeout must be > 0, got 0.0"),
+    (["--out", "x"], "unrecognized arguments: --out x"),  # no abbreviations: run.sh reads --out-dir by its name
+    (["--seed", "-3"], "--seed must be >= 0, got -3"),
+])
+def test_every_option_outside_its_domain_exits_2_with_one_line_naming_it(args, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        forkgrpo.parse_config(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err and "Traceback" not in err
+
+
+def _outside(rule):
+    """A value just outside a domain rule (">= 2", "> 0", "< 1", "in (0, 1]")."""
+    if rule.startswith("in "):
+        low = float(rule[4:-1].split(",")[0])
+        return low if rule[3] == "(" else low - 1
+    op, bound = rule.split()
+    return {">": float(bound), ">=": float(bound) - 1, "<": float(bound)}[op]
+
+
+@pytest.mark.parametrize("field", [f for f in dataclasses.fields(forkgrpo.Config) if forkgrpo._option(f.type)[2]],
+                         ids=lambda f: f.name)
+def test_every_option_refuses_the_value_just_outside_its_declared_domain_and_every_non_finite_number(field, capsys):
+    typ, _, rule = forkgrpo._option(field.type)
+    flag = "--" + field.name.replace("_", "-")
+    bad = [typ(_outside(rule))] + ([math.nan, math.inf, -math.inf] if typ is float else [])
+    for value in bad:
+        with pytest.raises(SystemExit) as e:
+            forkgrpo.parse_config([f"{flag}={value}"])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and f"error: {flag} must be" in err and "Traceback" not in err, (value, err)
+    forkgrpo.parse_config([f"{flag}={field.default}"])  # the default itself is inside
+
+
+def test_one_process_without_torchrun_gets_an_indexed_cuda_device(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    rank, world, device = forkgrpo.setup_distributed()
+    assert (rank, world, device) == (0, 1, torch.device("cuda", 3)) and device.index == 3
+
+
+def test_a_process_group_that_cannot_start_is_one_line_not_a_traceback(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise ValueError("Please use a device_id with index.\nmore lines")
+    monkeypatch.setattr(forkgrpo.dist, "init_process_group", refuse)
+    with pytest.raises(forkgrpo.RunError, match=r"cannot start the process group on cuda:0 \(ValueError: Please use "
+                                                 r"a device_id with index.\)$"):
+        forkgrpo.init_process_group(torch.device("cuda", 0), 0, 1, 180.0)
+
+
+def test_grad_clip_0_means_no_clipping_not_a_zero_update(tiny_model):
+    from transformers import AutoModelForCausalLM
+    initial = [p.detach().clone() for p in forkgrpo.Policy(AutoModelForCausalLM.from_pretrained(tiny_model)).parameters()]
+    metrics, after = _update_once(tiny_model, lr=1e-3, grad_clip=0.0)
+    _, clipped = _update_once(tiny_model, lr=1e-3, grad_clip=1e-6)
+    assert metrics["train/grad_norm"] > 1e-3  # the norm is measured, and not clipped to 0
+    assert any(not torch.equal(a, b) for a, b in zip(initial, after))
+    assert any(not torch.equal(a, b) for a, b in zip(after, clipped))  # clipping would have changed the update
+
+
+# --- the run's folder -----------------------------------------------------------------------
+
+
+def make_earlier_run(out, run_id="abc123"):
+    (out / "checkpoints" / "step_000002").mkdir(parents=True)
+    (out / "final").mkdir()
+    (out / "final" / "config.json").write_text("{}")
+    (out / "metrics.jsonl").write_text('{"step": 1}\n')
+    (out / "wandb-run-id").write_text(run_id)
+    (out / "wandb" / f"run-20261204_010101-{run_id}").mkdir(parents=True)
+    (out / "wandb" / "debug.log").write_text("x")
+    (out / "wandb" / "run-20261101_000000-otherrun").mkdir()  # another W&B run's: not this run's
+    (out / "hf" / "step_000001").mkdir(parents=True)
+    (out / "hf" / "notes.txt").write_text("mine")  # the user's
+    (out / "notes.md").write_text("mine")
+
+
+def test_overwrite_deletes_exactly_the_earlier_runs_files_and_leaves_every_other(tmp_path, capsys):
+    out = tmp_path / "out"
+    make_earlier_run(out)
+    _, lock = forkgrpo.claim_out_dir(forkgrpo.Config(out_dir=str(out), overwrite=True), rank=0, world=1)
+    forkgrpo.release_out_dir(lock)
+    left = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert left == ["checkpoints", "hf", "hf/notes.txt", "notes.md", "wandb", "wandb/run-20261101_000000-otherrun"]
+
+
+@pytest.mark.parametrize("option, inside", [("model", "final"), ("data", "hf/step_000001/d.jsonl"),
+                                            ("eval_data", "checkpoints/step_000002/e.jsonl")])
+def test_overwrite_refuses_to_delete_the_model_or_data_it_was_given(tmp_path, option, inside):
+    out = tmp_path / "out"
+    make_earlier_run(out)
+    (out / inside).parent.mkdir(parents=True, exist_ok=True)
+    if inside.endswith(".jsonl"):
+        (out / inside).write_text('{"prompt": "1+1?", "answer": "2"}\n')
+    before = sorted(str(p) for p in out.rglob("*"))
+    cfg = forkgrpo.Config(out_dir=str(out), overwrite=True, **{option: str(out / inside)})
+    with pytest.raises(forkgrpo.InputError, match=f"--overwrite would delete --{option.replace('_', '-')} .*which this run reads"):
+        forkgrpo.claim_out_dir(cfg, rank=0, world=1)
+    assert sorted(str(p) for p in out.rglob("*")) == before
+    lock = forkgrpo._lock_folder(out)  # and the folder is not left locked
+    assert lock is not None
+    forkgrpo.release_out_dir(lock)
+
+
+def test_an_out_dir_inside_a_git_folder_is_refused(tmp_path):
+    with pytest.raises(forkgrpo.InputError, match="inside a git repository's .git folder"):
+        forkgrpo.claim_out_dir(forkgrpo.Config(out_dir=str(tmp_path / ".git" / "runs")), rank=0, world=1)
+
+
+def test_two_default_runs_at_once_take_two_folders_instead_of_refusing_the_second(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first, lock1 = forkgrpo.claim_out_dir(forkgrpo.Config(), rank=0, world=1)  # claimed, nothing written yet
+    second, lock2 = forkgrpo.claim_out_dir(forkgrpo.Config(), rank=0, world=1)
+    assert (first, second) == (Path("runs/forkgrpo"), Path("runs/forkgrpo-2"))
+    forkgrpo.release_out_dir(lock1)
+    forkgrpo.release_out_dir(lock2)
+
+
+# --- start-up ----------------------------------------------------------------------------------
+
+
+def test_a_large_data_file_says_so_before_it_is_read(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(forkgrpo, "BIG_DATA_BYTES", 100)
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"prompt": "What is 1+1?", "answer": "2"}\n' * 10)
+    forkgrpo.load_problems(str(path), "prompt", "answer")
+    assert f"forkgrpo: reading {path} (0 MiB; Ctrl-C stops)" in capsys.readouterr().out
+
+
+def test_the_first_ctrl_c_before_training_stops_at_once_and_during_training_asks_for_a_clean_stop(capsys):
+    stop = forkgrpo.StopRequest()
+    try:
+        with pytest.raises(SystemExit) as e:
+            stop._handle(signal.SIGINT, None)  # loading data or the model: nothing to save
+        assert e.value.code == 130
+        stop.training = True
+        stop._handle(signal.SIGINT, None)
+        assert stop.requested and "stopping after this step" in capsys.readouterr().err
+    finally:
+        stop.restore()
+
+
+def test_an_eval_set_whose_every_prompt_is_too_long_gets_a_warning(tiny_model, tmp_path, capsys):
+    data = tmp_path / "eval.jsonl"
+    data.write_text(json.dumps({"prompt": "word " * 300, "reward_model": {"ground_truth": "1"}}) + "\n")
+    code, stdout, err = run(["--model", str(tiny_model), "--out-dir", str(tmp_path / "o"), "--steps", "0",
+                             "--eval-data", str(data), "--max-prompt-len", "64"], capsys)
+    assert code == 0, err[-2000:]
+    assert "warning: no evaluation: every eval prompt is longer than --max-prompt-len 64" in stdout
+
+
+# --- a full disk -------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 300 MiB tmpfs, and a function that fills it to leave `free` bytes."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root (CI has it)")
+
+    def fill(free=0):
+        with open(mnt / "filler", "ab") as f, contextlib.suppress(OSError):
+            while os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize > free:
+                f.write(b"\0" * min(2**20, max(4096, os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize - free)))
+                f.flush()
+    yield mnt, fill
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def filling_reward(fill, at_call, free, then=None):
+    """The stand-in reward, which at its `at_call`-th call fills the disk (then calls `then`)."""
+    calls = [0]
+
+    def reward(responses, answers):
+        calls[0] += 1
+        if calls[0] == at_call:
+            fill(free)
+            if then:
+                then()
+        return alternating(responses, answers)
+    return reward
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_previous_checkpoint_stays(tiny_model, small_disk, capsys):
+    mnt, fill = small_disk
+    out = mnt / "run"
+    # rewards are asked at step 0's evaluation (2 calls), then once per step: fill before step 2's save
+    code, stdout, err = run(["--model", str(tiny_model), "--out-dir", str(out), "--steps", "3", "--save-every", "1",
+                             "--eval-size", "0"], capsys, reward_fn=filling_reward(fill, 2, 64 * 1024))
+    assert code == 1 and "Traceback" not in err, err[-3000:]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("forkgrpo.py: error: ") and "No space left on device" in line and "step_000002" in line
+    assert "step_000001 is intact" in line
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_000001"]
+    assert forkgrpo.find_checkpoint("auto", out).name == "step_000001"
+    for text in (out / "metrics.jsonl").read_text().splitlines():
+        json.loads(text)  # no line torn
+
+
+def test_a_full_disk_at_the_final_save_waits_for_space_instead_of_losing_the_run(tiny_model, small_disk, capsys,
+                                                                                 monkeypatch):
+    mnt, fill = small_disk
+    monkeypatch.setattr(forkgrpo, "FINAL_SAVE_WAIT", 0.5)
+    out = mnt / "run"
+    # full from the first step on; the space comes back 2 s later, while the final save waits for it
+    reward = filling_reward(fill, 1, 64 * 1024, then=threading.Timer(2.0, lambda: (mnt / "filler").unlink()).start)
+    code, stdout, err = run(["--model", str(tiny_model), "--out-dir", str(out), "--steps", "1", "--eval-size", "0"],
+                            capsys, reward_fn=reward)
+    assert code == 0, err[-3000:]
+    assert "no space left on the disk; free some, retrying in 0.5 s" in err
+    assert (out / "final" / "config.json").is_file() and not (out / "final.tmp").exists()
+
+
+def test_a_full_disk_at_the_metrics_log_is_one_line_naming_the_file(tiny_model, small_disk, capsys, monkeypatch):
+    mnt, fill = small_disk
+    monkeypatch.setattr(forkgrpo, "FINAL_SAVE_TRIES", 0)  # were the log to swallow the error, fail fast at the end
+    out = mnt / "run"
+    # full before step 1's line: the log, empty so far, needs a page it cannot get
+    code, stdout, err = run(["--model", str(tiny_model), "--out-dir", str(out), "--steps", "2", "--eval-size", "0"],
+                            capsys, reward_fn=filling_reward(fill, 1, 0))
+    assert code == 1 and "Traceback" not in err, err[-3000:]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("forkgrpo.py: error: ") and "metrics.jsonl: No space left on device" in line, line
+    assert (out / "metrics.jsonl").read_text() == ""
+    assert not (out / "final").exists()
+
+
+def test_a_metrics_line_cut_by_a_full_disk_is_taken_back_whole(small_disk):
+    mnt, fill = small_disk
+    log = forkgrpo.MetricsLog(mnt, 0, 0, forkgrpo.Config())
+    line = {f"eval/acc_{i}": 0.5 for i in range(60)}  # about 1 KB, printed as an evaluation line
+    log.write({"step": 1, "eval/acc": 0.5})  # the file now holds one page, mostly free
+    fill(0)
+    written = 1
+    with pytest.raises(OSError) as raised:  # lines of 1 KB: a few fit in the page, one straddles its end
+        for step in range(2, 20):
+            log.write({"step": step, **line})
+            written += 1
+    assert raised.value.errno == errno.ENOSPC
+    assert written >= 2  # the write that failed was cut mid-line, not refused whole
+    lines = (mnt / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(t)["step"] for t in lines] == list(range(1, written + 1))
+
+
+def test_a_full_disk_at_start_is_one_line_and_leaves_nothing_behind(small_disk, capsys):
+    mnt, fill = small_disk
+    fill(0)
+    with pytest.raises(forkgrpo.InputError, match="cannot write there"):
+        forkgrpo.claim_out_dir(forkgrpo.Config(out_dir=str(mnt / "new" / "run")), rank=0, world=1)
+    assert not list(mnt.rglob(".lock")) and not list(mnt.rglob("*.tmp"))
