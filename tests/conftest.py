@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny random Llama saved to a folder, and runs of forkgrpo.py on it."""
 
+import importlib.util
 import json
 import os
 import socket
@@ -10,6 +11,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_script(relative):
+    """A script of this repository that is not a package (bench/*.py, tests/verify_cases/cases.py), as a module."""
+    path = ROOT / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 DEFAULT_MODEL = ROOT / ".cache" / "SmolLM2-135M-Instruct"
 WORKER = Path(__file__).resolve().parent / "train_worker.py"
 

@@ -1,17 +1,10 @@
-"""The prepared GPU check runs in its CPU mode, so that it cannot rot between GPU sessions."""
+"""bench/vs_trl.py's summary, on synthetic runs (the GPU check's tests are in test_gpu_check.py)."""
 
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import load_script
 
 
 def _vs_trl():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("vs_trl", ROOT / "bench" / "vs_trl.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/vs_trl.py")
 
 
 def test_vs_trl_summary_pools_steps_and_reports_seed_ranges_and_ratios():

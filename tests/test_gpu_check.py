@@ -1,26 +1,22 @@
 """bench/gpu_check.py where a GPU machine runs it: in a copy of the working tree without .cache/ (so with
 its own byte-level tokenizer), and its mask comparison, which ties at tau must not fail."""
 
-import importlib.util
 import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT, load_script
+
 
 
 def _gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "bench" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/gpu_check.py")
 
 
 gpu_check = _gpu_check()

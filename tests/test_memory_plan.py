@@ -1,25 +1,15 @@
 """bench/memory_plan.py: the parameter counts against the model cards, hand-computed sizes, the
 properties any memory plan must have, and the script end to end (standard library only, no GPU)."""
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT, load_script
+
 SCRIPT = ROOT / "bench" / "memory_plan.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("memory_plan", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-mp = _load()
+mp = load_script("bench/memory_plan.py")
 PAPER = mp.Settings()
 
 
