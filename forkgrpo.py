@@ -1404,8 +1404,6 @@ def make_engine(cfg, policy, tokenizer, model_path, eos, rank):
     )
 
 
-
-
 # ======================================================================================
 # TRAINING STEP
 #
@@ -1450,7 +1448,6 @@ class Group(typing.NamedTuple):
     rewards: torch.Tensor  # (G,) float32
 
 
-@torch.no_grad()
 @torch.no_grad()
 def collect_rollouts(cfg, engine, tokenizer, eos, stream, rank, world, reward_fn=correctness):
     """One step's groups: sample G responses for this rank's prompts, reward them, and (DAPO dynamic
@@ -1591,7 +1588,6 @@ def score(policy, batch, micro_batch_size, temperature, group):
 
 
 TOKEN_MEAN_KEYS = ("loss/clipfrac_low", "loss/clipfrac_high", "loss/clipfrac_dual", "loss/ratio_mean", "loss/approx_kl")
-
 
 
 def update_policy(cfg, policy, optimizer, batch, step, rank, world, group, guard=None):
@@ -2092,8 +2088,6 @@ def save_final(policy, tokenizer, out, rank):
     barrier()
 
 
-
-
 class MetricsLog:
     """metrics.jsonl in the output folder (one line per step and per evaluation) and a short line
     on stdout, from rank 0. On resume, lines after the checkpoint's step are dropped."""
@@ -2190,11 +2184,8 @@ class StopRequest:
 
 
 def main(argv=None, reward_fn=None):
-    """Train. The numbered comments are the steps of the module docstring.
-
-    reward_fn(responses, answers) -> (B,) float tensor in [0, 1], 1 for a right answer: the reward;
-    None is math_verify's `correctness` with --verify-timeout.
-    """
+    """Train; the numbered comments are the module docstring's steps. reward_fn(responses, answers) ->
+    (B,) float tensor in [0, 1], 1 for a right answer; None is math_verify's `correctness`."""
     cfg = parse_config(argv)
     engine, lock, log, stop = None, None, None, StopRequest()
     try:
