@@ -61,7 +61,7 @@ Deliberate deviations from the paper and the authors' code (a fork of verl):
   4. Sampling is seeded per prompt: a prompt's responses do not depend on the number of ranks,
      so runs on 1 and N processes, and resumed runs, produce the same rollouts.
   5. The defaults train the embedded 135M model on 2 CPU cores in minutes: G = 8, 4 prompts per
-     step, 64 new tokens, T = 0.5, lr 2e-5, 8 steps, one dynamic-sampling draw (the paper: G = 16,
+     step, 64 new tokens, T = 0.5, lr 1e-5, 8 steps, one dynamic-sampling draw (the paper: G = 16,
      512 prompts, 20480 tokens, T = 1.0, lr 1e-6; DAPO draws until the batch is full). The
      other algorithmic defaults (rho, eps, clipping, no KL, no entropy bonus) are the paper's.
   6. The authors' dual clip (--clip-ratio-c 10) and log-ratio clamp are on; neither is in the paper.
@@ -146,8 +146,8 @@ class Config:
     """key of the gold answer; dots go into nested dicts"""
     max_prompt_len: Annotated[int, ">= 1"] = 512
     """prompts longer than this many tokens are skipped and counted, never truncated"""
-    eval_size: Annotated[int, ">= 0"] = 64
-    """problems evaluated (the first ones of the eval set); 0: no evaluation"""
+    eval_size: Annotated[int, ">= 0"] = 128
+    """problems evaluated (the first ones of the eval set); 0: no evaluation (128: a greedy accuracy near 50% has a standard error of 4.4 points)"""
     dedup: bool = True
     """drop --data rows whose (prompt, answer) repeats an earlier row (DAPO-Math-17K as shipped repeats each problem about 100 times)"""
 
@@ -200,8 +200,8 @@ class Config:
     # --- optimisation ---
     steps: Annotated[int, ">= 0"] = 8
     """training steps: each is one rollout round followed by --mini-batches optimizer updates"""
-    lr: Annotated[float, "> 0"] = 2e-5
-    """AdamW learning rate, constant after warm-up (paper: 1e-6; higher here for the small model and few steps)"""
+    lr: Annotated[float, "> 0"] = 1e-5
+    """AdamW learning rate, constant after warm-up (paper: 1e-6; higher here for the small model and few steps; at 2e-5 one seed of three collapsed onto short wrong answers)"""
     warmup_steps: Annotated[int, ">= 0"] = 0
     """linear learning-rate warm-up, in steps"""
     weight_decay: Annotated[float, ">= 0"] = 0.1
