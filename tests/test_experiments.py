@@ -199,3 +199,39 @@ def test_overlap_of_a_model_with_itself_is_one_and_with_another_matches_a_topk_c
     assert result["overlap_with_first"][1] == pytest.approx(len(first & second) / k, abs=1e-9)
     assert 0 < result["overlap_with_first"][1] < 1
     assert (tmp_path / "ov" / "entropy_change.png").is_file() and "| model |" in (tmp_path / "ov" / "overlap.md").read_text()
+
+
+def test_rewarded_log_holds_every_scored_response_with_the_trainers_reward_phase_and_step(tiny_model, tmp_path):
+    """experiments/rewarded.py: the log has every response the trainer scored, tagged right, and its
+    counts agree with the trainer's own metrics."""
+    import rewarded
+
+    out = tmp_path / "run"
+    rewarded.main(["--out", str(out), "--", "--model", str(tiny_model), "--rollout", "hf", "--steps", "2",
+                   "--group-size", "4", "--prompts-per-step", "2", "--max-new-tokens", "8", "--overlong-cache", "4",
+                   "--eval-size", "3", "--eval-samples", "2", "--no-dynamic-sampling"])
+    rows = [json.loads(line) for line in (out / "responses.jsonl").read_text().splitlines()]
+    order = [(r["phase"], r["step"]) for r in rows]
+    expected = ([("greedy", 0)] * 3 + [("sampled", 0)] * 6 + [("train", 1)] * 8 + [("train", 2)] * 8
+                + [("greedy", 2)] * 3 + [("sampled", 2)] * 6)
+    assert order == expected
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    for m in metrics:
+        if "reward/accuracy" in m:
+            mine = [r["reward"] for r in rows if r["phase"] == "train" and r["step"] == m["step"]]
+            assert sum(mine) / len(mine) == pytest.approx(m["reward/accuracy"])
+        if "eval/acc_greedy" in m:
+            mine = [r["reward"] for r in rows if r["phase"] == "greedy" and r["step"] == m["step"]]
+            assert sum(mine) / len(mine) == pytest.approx(m["eval/acc_greedy"])
+    assert (out / "responses.md").read_text().count("\n| ") == 6  # a row per (phase, step)
+
+
+def test_rewarded_summary_counts_silent_answers_and_right_values_without_a_full_stop():
+    import rewarded
+
+    rows = [{"phase": "greedy", "step": 8, "answer": "30", "reward": 0.0, "response": "Grace buys 6 x 5 = 30 marbles"},
+            {"phase": "greedy", "step": 8, "answer": "4", "reward": 0.0, "response": "Grace shares 8 cards equally among 2 friends."},
+            {"phase": "greedy", "step": 8, "answer": "9", "reward": 0.0, "response": "Dev has 7 + 2 = 11 books"},
+            {"phase": "greedy", "step": 8, "answer": "6", "reward": 1.0, "response": "So each friend gets 36 / 6 = 6 coins."}]
+    row = rewarded.summary(rows).splitlines()[-1]
+    assert row == "| greedy | 8 | 4 | 1 (25.0%) | 34 | 1 | 1 |"
