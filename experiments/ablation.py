@@ -1,6 +1,6 @@
 """The paper's ablation at laptop scale: which tokens get the policy gradient.
 
-    python experiments/ablation.py                     # every arm and seed (87 min measured on 2 idle CPU cores)
+    python experiments/ablation.py                     # every arm and seed (57 min measured on 2 CPU cores, 2026-12-04)
     python experiments/ablation.py --arms top20 --seeds 0 --out /tmp/again   # one run alone
     python experiments/ablation.py --report-only       # redo the table and figure from the runs
 
