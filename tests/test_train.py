@@ -550,7 +550,7 @@ def _update_once(tiny_model, **options):
     from transformers import AutoModelForCausalLM
     torch.manual_seed(0)
     policy = forkgrpo.Policy(AutoModelForCausalLM.from_pretrained(tiny_model))
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=options.pop("lr"))
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=options["lr"])  # update_policy sets cfg.lr on it
     cfg = forkgrpo.Config(group_size=4, micro_batch_size=4, temperature=1.0, **options)
     g = torch.Generator().manual_seed(1)
     groups = [forkgrpo.Group([1, 2 + p], [torch.randint(3, 500, (n,), generator=g).tolist() for n in (5, 7, 6, 9)],
