@@ -112,6 +112,12 @@ class RunError(RuntimeError):
     """A run that cannot start or go on (the process group, the disk, a diverged policy): one line, exit 1."""
 
 
+def _first_line(e):
+    """An error of a library in one line: its type and the first line of its message, at most 300 characters."""
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+
+
+
 # ======================================================================================
 # CONFIG
 #
@@ -922,21 +928,21 @@ def init_process_group(device, rank, world, timeout_minutes):
         dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world, device_id=device if cuda else None,
                                 timeout=datetime.timedelta(minutes=timeout_minutes))
     except (ValueError, RuntimeError) as e:  # a bad device, an unreachable master, a port in use
-        raise RunError(f"cannot start the process group on {device} ({type(e).__name__}: "
-                       f"{(str(e).strip().splitlines() or [''])[0][:300]})") from None
+        raise RunError(f"cannot start the process group on {device} ({_first_line(e)})") from None
 
 
 def all_reduce(t, op="sum"):
-    """All-reduce of a small tensor over the world, returned on t's device; t itself in one process.
-
-    NCCL reduces CUDA tensors only, so a CPU tensor makes a round trip through the GPU.
-    """
+    """All-reduce of a small tensor over the world, returned on t's device; t itself in one process."""
     if not (dist.is_initialized() and dist.get_world_size() > 1):
         return t
-    on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else t.device
-    x = t.to(on)
+    x = t.to(collective_device(t))
     dist.all_reduce(x, op={"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX}[op])
     return x.to(t.device)
+
+
+def collective_device(t):
+    """Where a collective on `t` runs: NCCL takes CUDA tensors only, so a CPU tensor goes through this rank's GPU."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else t.device
 
 
 def reduce_metrics(local):
@@ -1066,7 +1072,8 @@ def load_policy(name, device, world, activation_checkpointing, dtype=torch.float
         else:
             lm = source
     except (OSError, ValueError) as e:  # not a model folder, or a hub id that cannot be fetched
-        raise InputError(f"--model {name}: cannot load it ({str(e).strip().splitlines()[0]})") from None
+        raise InputError(f"--model {name}: cannot load it ({_first_line(e)})") from None
+
     check_plain_lm_head(lm, name)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -1088,8 +1095,7 @@ def load_policy(name, device, world, activation_checkpointing, dtype=torch.float
     for key, buffer in policy.lm.named_buffers():
         if rank == 0:
             buffer.copy_(buffers[key])
-        on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else buffer.device
-        x = buffer.to(on)
+        x = buffer.to(collective_device(buffer))
         dist.broadcast(x, src=0)
         buffer.copy_(x)
     del source, full
@@ -1817,9 +1823,10 @@ def drop_duplicates(problems):
 def run_files(out):
     """What a run writes in its folder, by name: all that --overwrite deletes. Its W&B files are the
     ones of its own W&B run id; anything else in wandb/, hf/ or the folder is not the run's."""
-    wandb, run_id = out / "wandb", (out / "wandb-run-id").read_text().strip() if (out / "wandb-run-id").is_file() else None
-    theirs = [p for p in wandb.glob("*") if (run_id and p.name.endswith(f"-{run_id}"))
+    run_id = (out / "wandb-run-id").read_text().strip() if (out / "wandb-run-id").is_file() else None
+    theirs = [p for p in out.glob("wandb/*") if p.name.endswith(f"-{run_id}")
               or p.name in ("latest-run", "debug.log", "debug-internal.log")] if run_id else []
+
     return [*(out / n for n in ("metrics.jsonl", "wandb-run-id", "curves.png", "final", "final.tmp")),
             *(out / "checkpoints").glob("step_*"), *(out / "hf").glob("step_*"), *theirs]
 
@@ -1840,27 +1847,25 @@ def _delete_run(out, cfg):
 
 def holds_run(folder):
     """Whether `folder` holds an earlier run's metrics, checkpoint or final model."""
-    metrics, final = folder / "metrics.jsonl", folder / "final"
-    saved = [p for p in (folder / "checkpoints").glob("step_*") if not p.name.endswith(".tmp")]
-    return (metrics.is_file() and metrics.stat().st_size > 0) or final.exists() or bool(saved)
+    metrics = folder / "metrics.jsonl"
+    return ((metrics.is_file() and metrics.stat().st_size > 0) or (folder / "final").exists()
+            or any(not p.name.endswith(".tmp") for p in folder.glob("checkpoints/step_*")))
 
 
 def claim_out_dir(cfg, rank, world):
     """This run's output folder, locked for it: (folder, lock or None on other ranks). Rank 0 decides
     and tells the other ranks; every rank calls it."""
-    problem, out, lock = None, Path(cfg.out_dir), None
+    box, lock = [None, Path(cfg.out_dir)], None  # [problem, folder]
     if rank == 0:
         try:
-            out, lock = _claim_out_dir(cfg)
+            box[1], lock = _claim_out_dir(cfg)
         except InputError as e:
-            problem = str(e)
+            box[0] = str(e)
     if world > 1:  # every rank must stop, or use the same folder
-        box = [problem, str(out)]
         dist.broadcast_object_list(box, src=0)
-        problem, out = box[0], Path(box[1])
-    if problem:
-        raise InputError(problem)
-    return out, lock
+    if box[0]:
+        raise InputError(box[0])
+    return box[1], lock
 
 
 def _lock_folder(out):
@@ -1894,32 +1899,26 @@ def _claim_out_dir(cfg):
     n, out = 1, Path(cfg.out_dir)
     while (lock := _lock_folder(out)) is None or (default and holds_run(out)):
         if not default:
-            raise InputError(f"--out-dir {out}: another run is using this folder; wait for it to finish, "
-                             "or choose another --out-dir")
+            raise InputError(f"--out-dir {out}: another run is using this folder; wait for it to finish, or choose another --out-dir")
         release_out_dir(lock)
         n, out = n + 1, Path(f"{cfg.out_dir}-{n + 1}")
     if n > 1:
         print(f"forkgrpo: {cfg.out_dir} holds an earlier run; this run writes to {out}", flush=True)
-    ckpts = out / "checkpoints"
-    inside = cfg.resume == "auto" or (cfg.resume and Path(cfg.resume).resolve().parent == ckpts.resolve())
-    problem = None
-    if holds_run(out) and cfg.overwrite:
-        try:
+    try:
+        if holds_run(out) and cfg.overwrite:
             _delete_run(out, cfg)
-        except InputError:
-            release_out_dir(lock)
-            raise
-        print(f"forkgrpo: --overwrite: deleted the earlier run in {out}", flush=True)
-    elif holds_run(out) and not inside:
-        problem = (f"--out-dir {out} holds an earlier run (metrics.jsonl, checkpoints or final/); continue it with "
-                   "--resume auto, start a new run in another --out-dir, or replace it with --overwrite")
-    elif cfg.resume == "auto" and holds_run(out) and find_checkpoint("auto", out) is None:
-        problem = (f"--resume auto: {out} holds an earlier run but no checkpoint to continue from; start a new run "
-                   "in another --out-dir, or replace it with --overwrite")
-    if problem:
+            print(f"forkgrpo: --overwrite: deleted the earlier run in {out}", flush=True)
+        elif holds_run(out) and not (cfg.resume == "auto" or (cfg.resume and Path(cfg.resume).resolve().parent
+                                                               == (out / "checkpoints").resolve())):
+            raise InputError(f"--out-dir {out} holds an earlier run (metrics.jsonl, checkpoints or final/); continue it with "
+                             "--resume auto, start a new run in another --out-dir, or replace it with --overwrite")
+        elif cfg.resume == "auto" and holds_run(out) and find_checkpoint("auto", out) is None:
+            raise InputError(f"--resume auto: {out} holds an earlier run but no checkpoint to continue from; start a new "
+                             "run in another --out-dir, or replace it with --overwrite")
+    except InputError:
         release_out_dir(lock)
-        raise InputError(problem)
-    stale = [*ckpts.glob("step_*.tmp"), *out.glob("final.tmp"), *out.glob("hf/step_*.tmp")]  # left by a kill during a save
+        raise
+    stale = [*out.glob("checkpoints/step_*.tmp"), *out.glob("final.tmp"), *out.glob("hf/step_*.tmp")]  # left by a kill mid-save
     for folder in stale:
         shutil.rmtree(folder, ignore_errors=True)
     if stale:
@@ -1948,6 +1947,7 @@ def save_checkpoint(out_dir, step, policy, optimizer, position, run, rank):
     """Checkpoint `step` into out_dir/checkpoints/step_NNNNNN and delete the older ones; returns its path.
     Every rank calls it: each writes its own shards."""
     import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.api import CheckpointException
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
     root = Path(out_dir) / "checkpoints"
@@ -1959,9 +1959,7 @@ def save_checkpoint(out_dir, step, policy, optimizer, position, run, rank):
     model_sd, optim_sd = get_state_dict(policy, optimizer)
     try:
         dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
-    except BaseException as e:  # DCP's CheckpointException is a BaseException; it wraps each rank's failure
-        if not isinstance(e, Exception) and type(e).__name__ != "CheckpointException":
-            raise  # Ctrl-C, SystemExit
+    except (Exception, CheckpointException) as e:  # a BaseException that wraps each rank's failure
         # torch.save reports a full disk as "unexpected pos N vs M", so ask the disk before freeing it.
         cause = "No space left on device" if shutil.disk_usage(root).free < 2**20 else _cause(e)
         if rank == 0:
@@ -1983,18 +1981,20 @@ def save_checkpoint(out_dir, step, policy, optimizer, position, run, rank):
 
 def _cause(e):
     """The first line of the error behind `e`: a DCP failure unwrapped, an OSError as its path and cause."""
-    for _ in range(8):  # a CheckpointException holds each failing rank's own exception
+    for _ in range(8):  # a CheckpointException holds each failing rank's (exception, traceback)
         failures = getattr(e, "failures", None)
-        inner = next(iter(failures.values()), None) if failures else (e.__cause__ or e.__context__)
+        inner = next(iter(failures.values()))[0] if failures else e.__cause__ or e.__context__
+
         if inner is None or isinstance(e, OSError):
             break
         e = inner
-    return describe_os_error(e) if isinstance(e, OSError) else f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+    return describe_os_error(e) if isinstance(e, OSError) else _first_line(e)
 
 
 def _disk_full(e):
-    text = str(e)  # safetensors' SafetensorError carries the OS error in its text
-    return getattr(e, "errno", None) in (28, 122) or "No space left" in text or "os error 28" in text or "os error 122" in text
+    """ENOSPC or EDQUOT, also as safetensors' SafetensorError carries them: in its text."""
+    return getattr(e, "errno", None) in (28, 122) or any(s in str(e) for s in ("No space left", "os error 28", "os error 122"))
+
 
 
 def find_checkpoint(resume, out_dir):
@@ -2036,9 +2036,7 @@ def load_checkpoint(path, policy, optimizer, run):
         dcp.load(state, checkpoint_id=str(path))
         set_state_dict(policy, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
     except (Exception, CheckpointException) as e:  # CheckpointException is a BaseException
-        e = next(iter(getattr(e, "failures", {}).values()), e)  # the first failing rank's own exception
-        first = (str(e).strip().splitlines() or [""])[0][:300]
-        raise InputError(f"--resume: {path} cannot be loaded into this model ({type(e).__name__}: {first})") from None
+        raise InputError(f"--resume: {path} cannot be loaded into this model ({_cause(e)})") from None
     return step, position
 
 
@@ -2066,13 +2064,11 @@ def save_final(policy, tokenizer, out, rank):
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     full = get_model_state_dict(policy, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    tmp = Path(str(out) + ".tmp")
-    retries, wait = FINAL_SAVE_TRIES, FINAL_SAVE_WAIT
+    tmp, retries = Path(f"{out}.tmp"), FINAL_SAVE_TRIES
     for attempt in range(retries + 1) if rank == 0 else ():
         try:
             shutil.rmtree(tmp, ignore_errors=True)
-            state = {k.removeprefix("lm."): v for k, v in full.items()}
-            policy.lm.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+            policy.lm.save_pretrained(tmp, state_dict={k.removeprefix("lm."): v for k, v in full.items()}, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
             shutil.rmtree(out, ignore_errors=True)
             os.replace(tmp, out)
@@ -2082,9 +2078,9 @@ def save_final(policy, tokenizer, out, rank):
             if not _disk_full(e) or attempt == retries:
                 raise RunError(f"{out}: cannot write the model ({_cause(e)})") from None
             # The trained weights exist only in memory: wait for space instead of losing the run.
-            print(f"forkgrpo: {out}: no space left on the disk; free some, retrying in {wait:g} s "
+            print(f"forkgrpo: {out}: no space left on the disk; free some, retrying in {FINAL_SAVE_WAIT:g} s "
                   f"({retries - attempt} tries left; Ctrl-C twice gives up)", file=sys.stderr, flush=True)
-            time.sleep(wait)
+            time.sleep(FINAL_SAVE_WAIT)
     barrier()
 
 

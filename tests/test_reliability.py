@@ -9,7 +9,6 @@ import math
 import os
 import signal
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -312,12 +311,20 @@ def test_a_full_disk_at_the_final_save_waits_for_space_instead_of_losing_the_run
     mnt, fill = small_disk
     monkeypatch.setattr(forkgrpo, "FINAL_SAVE_WAIT", 0.5)
     out = mnt / "run"
-    # full from the first step on; the space comes back 2 s later, while the final save waits for it
-    reward = filling_reward(fill, 1, 64 * 1024, then=threading.Timer(2.0, lambda: (mnt / "filler").unlink()).start)
+    # Full from the first step on; the space comes back while the final save waits for it (at its first wait,
+    # not after a fixed time: a step slower than that time on a loaded machine would find the space back).
+    waits, real_sleep = [], forkgrpo.time.sleep
+
+    def wait_then_free(seconds):
+        waits.append(seconds)
+        if len(waits) == 1:
+            (mnt / "filler").unlink()
+        real_sleep(seconds)
+    monkeypatch.setattr(forkgrpo.time, "sleep", wait_then_free)
     code, stdout, err = run(["--model", str(tiny_model), "--out-dir", str(out), "--steps", "1", "--eval-size", "0"],
-                            capsys, reward_fn=reward)
+                            capsys, reward_fn=filling_reward(fill, 1, 64 * 1024))
     assert code == 0, err[-3000:]
-    assert "no space left on the disk; free some, retrying in 0.5 s" in err
+    assert "no space left on the disk; free some, retrying in 0.5 s" in err and waits[0] == 0.5
     assert (out / "final" / "config.json").is_file() and not (out / "final.tmp").exists()
 
 
@@ -358,3 +365,19 @@ def test_a_full_disk_at_start_is_one_line_and_leaves_nothing_behind(small_disk, 
     with pytest.raises(forkgrpo.InputError, match="cannot write there"):
         forkgrpo.claim_out_dir(forkgrpo.Config(out_dir=str(mnt / "new" / "run")), rank=0, world=1)
     assert not list(mnt.rglob(".lock")) and not list(mnt.rglob("*.tmp"))
+
+
+def test_a_checkpoint_failure_of_any_rank_is_one_line_naming_that_ranks_own_error():
+    from torch.distributed.checkpoint.api import CheckpointException
+    # DCP wraps each failing rank's error as (exception, traceback summary): unwrap it, not the tuple
+    wrapped = CheckpointException("CheckpointException ranks:dict_keys([1])", {1: (ValueError("bad shard\nmore"), None)})
+    assert forkgrpo._cause(wrapped) == "ValueError: bad shard"
+    disk = CheckpointException("x", {0: (OSError(errno.ENOSPC, "No space left on device", "/ckpt/a.distcp"), None)})
+    assert forkgrpo._cause(disk).startswith("/ckpt/a.distcp: No space left on device")
+    try:
+        try:
+            raise OSError(errno.EACCES, "Permission denied", "/ckpt")
+        except OSError as inner:
+            raise RuntimeError("save failed") from inner
+    except RuntimeError as outer:
+        assert forkgrpo._cause(outer) == "/ckpt: Permission denied"
