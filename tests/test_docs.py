@@ -47,6 +47,30 @@ def test_every_option_has_a_docstring():
     assert [f.name for f in dataclasses.fields(forkgrpo.Config) if not docs.get(f.name)] == []
 
 
+def code_lines(source, first, last):
+    """Lines first..last of `source` that hold code: no docstring, comment or blank line."""
+    import ast
+    import io
+    import tokenize
+    bodies = [b for node in ast.walk(ast.parse(source)) if isinstance(b := getattr(node, "body", None), list)]
+    docs = {n for body in bodies for st in body if isinstance(st, ast.Expr)
+            and isinstance(st.value, ast.Constant) and isinstance(st.value.value, str) for n in range(st.lineno, st.end_lineno + 1)}
+    code = {n for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type not in (
+        tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER)
+        for n in range(tok.start[0], tok.end[0] + 1)}
+    return sorted(n for n in code - docs if first <= n <= last)
+
+
+def test_main_is_the_files_last_function_and_at_most_100_code_lines():
+    import ast
+    source = Path(forkgrpo.__file__).read_text()
+    functions = [n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)]
+    main = functions[-1]
+    assert main.name == "main"
+    assert len(code_lines(source, main.lineno, main.end_lineno)) <= 100
+    assert 0 < len(code_lines(source, 1, source.count("\n") + 1)) < source.count("\n")  # the counter counts
+
+
 if __name__ == "__main__":
     PAGE.write_text(page_with_table(PAGE.read_text()))
     print(f"wrote {PAGE}")
