@@ -1,8 +1,11 @@
 """Shared fixtures: a tiny random Llama saved to a folder, and runs of forkgrpo.py on it."""
 
+import contextlib
 import importlib.util
+import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -80,6 +83,63 @@ def run_forkgrpo(args, *, nproc=1, timeout=300, worker_args=()):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={nproc}",
                "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(WORKER), *worker_args, *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def run_in_process(args, *, worker_args=()):
+    """What run_forkgrpo(args, worker_args=...) does in one process, inside this one: train_worker.main,
+    with stdout and stderr captured, SystemExit turned into the return code, and one torch thread (the
+    subprocess's OMP_NUM_THREADS=1, so float results equal a subprocess run's exactly). It saves the
+    2-4 s of imports a subprocess pays. Everything a run changes in this process is put back: the torch
+    thread count and RNG, the working directory, os.environ, forkgrpo's module globals (--nan-on-call
+    replaces forkgrpo.policy_loss). forkgrpo.main itself must restore the signal handlers and tear
+    down its process group, even when it fails; that is checked here, after every run.
+
+    An exception other than SystemExit propagates, with its traceback: where a subprocess would have
+    printed "Traceback" to stderr and exited 1, the test fails here at once. Not for torchrun (more
+    than one rank), vLLM (process-wide state) or runs that must outlive a lock of this process."""
+    import torch
+    import torch.distributed as dist
+
+    import forkgrpo
+    import train_worker
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    handlers = {sig: signal.getsignal(sig) for sig in signals}
+    module_globals = dict(vars(forkgrpo))
+    env, cwd, threads, rng = dict(os.environ), os.getcwd(), torch.get_num_threads(), torch.get_rng_state()
+    assert not dist.is_initialized(), "a process group is already up in the test process"
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    try:
+        os.environ.update(TOKENIZERS_PARALLELISM="false")
+        os.chdir(ROOT)
+        torch.set_num_threads(1)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                train_worker.main([*worker_args, *args])
+            except SystemExit as e:  # as the interpreter turns it into an exit status
+                if e.code is None or isinstance(e.code, int):
+                    code = e.code or 0
+                else:
+                    print(e.code, file=sys.stderr)
+                    code = 1
+    finally:
+        left_group = dist.is_initialized()
+        if left_group:
+            dist.destroy_process_group()
+        left_handlers = [sig for sig in signals if signal.getsignal(sig) is not handlers[sig]]
+        for sig in signals:
+            signal.signal(sig, handlers[sig])
+        vars(forkgrpo).update(module_globals)
+        for name in set(vars(forkgrpo)) - set(module_globals):
+            delattr(forkgrpo, name)
+        torch.set_rng_state(rng)
+        torch.set_num_threads(threads)
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+    assert not left_group, "forkgrpo.main left its process group up"
+    assert not left_handlers, f"forkgrpo.main left its handlers of {left_handlers} in place"
+    return subprocess.CompletedProcess(["train_worker.py", *worker_args, *args], code, out.getvalue(), err.getvalue())
 
 
 def read_metrics(out_dir):

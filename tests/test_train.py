@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import forkgrpo
-from conftest import DEFAULT_MODEL, need_default_model, read_metrics, run_forkgrpo
+from conftest import DEFAULT_MODEL, need_default_model, read_metrics, run_forkgrpo, run_in_process
 
 # Small enough for 2 CPU cores; --no-dynamic-sampling so the batch is the same on 1 and 2 ranks.
 TINY = ["--rollout", "hf", "--group-size", "4", "--prompts-per-step", "4", "--max-new-tokens", "12",
@@ -25,8 +25,9 @@ def train_lines(metrics):
     return [m for m in metrics if "loss/loss" in m]
 
 
-def run_ok(args, **kwargs):
-    proc = run_forkgrpo(args, **kwargs)
+def run_ok(args, *, here=False, **kwargs):
+    """A run that must succeed: in a subprocess (torchrun for nproc > 1), or in this process if `here`."""
+    proc = run_in_process(args, **kwargs) if here else run_forkgrpo(args, **kwargs)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     return proc
 
@@ -80,9 +81,9 @@ def test_two_ranks_with_fsdp2_match_one_process(one_process_run, tiny_model, tmp
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(one_process_run, tiny_model, tmp_path):
     common = ["--model", str(tiny_model), "--out-dir", str(tmp_path), *TINY]
-    run_ok([*common, "--steps", "1", "--save-every", "1"])
+    run_ok([*common, "--steps", "1", "--save-every", "1"], here=True)
     assert (tmp_path / "checkpoints" / "step_000001" / "trainer.json").is_file()
-    proc = run_ok([*common, "--steps", "2", "--resume", "auto"])
+    proc = run_ok([*common, "--steps", "2", "--resume", "auto"], here=True)
     assert "resumed at step 1" in proc.stdout
     uninterrupted, resumed = train_lines(read_metrics(one_process_run)), train_lines(read_metrics(tmp_path))
     strip = lambda ms: [{k: v for k, v in m.items() if not k.startswith(TIMING)} for m in ms]
@@ -93,7 +94,7 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(one_process_run, tin
 def test_nan_loss_skips_the_step_and_the_run_goes_on(tiny_model, tmp_path):
     # Two mini-batches (optimizer steps) per rollout; the first policy_loss call returns NaN.
     run_ok(["--model", str(tiny_model), "--out-dir", str(tmp_path), "--steps", "2", "--mini-batches", "2", *TINY],
-           worker_args=["--nan-on-call", "1"])
+           worker_args=["--nan-on-call", "1"], here=True)
     steps = train_lines(read_metrics(tmp_path))
     assert steps[0]["train/skipped_steps"] == 1  # the NaN mini-batch; the second one still stepped
     assert math.isnan(steps[0]["loss/loss"])  # logged as it was: the mean over mini-batches is NaN
@@ -241,10 +242,10 @@ def test_dapo_layout_loads_as_shipped_from_jsonl_and_parquet(tmp_path):
 
 
 def test_bad_option_and_bad_file_exit_with_a_message_and_no_traceback(tiny_model, tmp_path):
-    proc = run_forkgrpo(["--rho", "1.5"])
+    proc = run_in_process(["--rho", "1.5"])
     assert proc.returncode == 2 and "--rho must be in (0, 1]" in proc.stderr
     bad = write(tmp_path / "bad.jsonl", '{"prompt": "1+1?"}\n')
-    proc = run_forkgrpo(["--model", str(tiny_model), "--data", bad, "--answer-key", "answer", "--out-dir", str(tmp_path)])
+    proc = run_in_process(["--model", str(tiny_model), "--data", bad, "--answer-key", "answer", "--out-dir", str(tmp_path)])
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert f"{bad}:1: no key 'answer'" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -379,11 +380,11 @@ def test_prompt_errors_name_the_row_and_an_impossible_length_is_never_tokenized(
 
 
 def test_missing_model_folder_and_unwritable_out_dir_exit_2_with_one_line(tmp_path):
-    proc = run_forkgrpo(["--model", str(tmp_path / "no-such-model"), "--out-dir", str(tmp_path / "out")])
+    proc = run_in_process(["--model", str(tmp_path / "no-such-model"), "--out-dir", str(tmp_path / "out")])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert f"--model {tmp_path / 'no-such-model'}: no such model folder" in proc.stderr
     blocker = write(tmp_path / "a-file", "")
-    proc = run_forkgrpo(["--model", "default", "--out-dir", f"{blocker}/out"])
+    proc = run_in_process(["--model", "default", "--out-dir", f"{blocker}/out"])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert f"--out-dir {blocker}/out: cannot write there" in proc.stderr
 
@@ -399,12 +400,12 @@ def test_a_new_run_in_a_used_out_dir_is_refused_and_leaves_every_file_as_it_was(
     before = snapshot(one_process_run)
     assert any(str(p).startswith("final") for p in before)
     common = ["--model", str(tiny_model), "--out-dir", str(one_process_run), "--steps", "2", *TINY]
-    proc = run_forkgrpo(common)
+    proc = run_in_process(common)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert f"--out-dir {one_process_run} holds an earlier run" in proc.stderr and "--overwrite" in proc.stderr
-    proc = run_forkgrpo([*common, "--resume", "auto"])  # it saved no checkpoint: nothing to continue
+    proc = run_in_process([*common, "--resume", "auto"])  # it saved no checkpoint: nothing to continue
     assert proc.returncode == 2 and "holds an earlier run but no checkpoint to continue from" in proc.stderr
-    proc = run_forkgrpo([*common, "--resume", "auto", "--overwrite"])
+    proc = run_in_process([*common, "--resume", "auto", "--overwrite"])
     assert proc.returncode == 2 and "--overwrite starts afresh and --resume continues" in proc.stderr
     assert snapshot(one_process_run) == before
 
@@ -425,7 +426,7 @@ def test_a_second_run_on_a_busy_out_dir_is_refused_while_the_first_finishes_clea
     deadline = time.monotonic() + 120
     while not (out / "checkpoints").exists() and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
-    second = run_forkgrpo(args)
+    second = run_in_process(args)  # this process is not the first one: its flock is refused
     stdout, stderr = first.communicate(timeout=300)
     assert first.returncode == 0, stderr[-3000:]
     assert second.returncode == 2 and "another run is using this folder" in second.stderr
