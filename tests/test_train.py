@@ -38,7 +38,7 @@ def one_process_run(tiny_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("one")
     with mock.patch.dict(os.environ, {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}):
         run_ok(["--model", str(tiny_model), "--out-dir", str(out), "--steps", "2", "--wandb-project", "forkgrpo-test",
-                *TINY])
+                *TINY], here=True)
     return out
 
 
