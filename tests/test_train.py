@@ -92,6 +92,11 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(one_process_run, tin
     strip = lambda ms: [{k: v for k, v in m.items() if not k.startswith(TIMING)} for m in ms]
     assert [m["step"] for m in resumed] == [1, 2]
     assert strip(resumed) == strip(uninterrupted)  # exactly: same weights, optimizer, data and seeds
+    # Step 2's own update shows in no logged line: the final weights carry it, and with them the AdamW
+    # moments that the checkpoint restored (a resume that dropped them would differ here).
+    from safetensors.torch import load_file
+    a, b = (load_file(run / "final" / "model.safetensors") for run in (one_process_run, tmp_path))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_nan_loss_skips_the_step_and_the_run_goes_on(tiny_model, tmp_path):
