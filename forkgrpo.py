@@ -117,7 +117,6 @@ def _first_line(e):
     return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
 
 
-
 # ======================================================================================
 # CONFIG
 #
@@ -1073,7 +1072,6 @@ def load_policy(name, device, world, activation_checkpointing, dtype=torch.float
             lm = source
     except (OSError, ValueError) as e:  # not a model folder, or a hub id that cannot be fetched
         raise InputError(f"--model {name}: cannot load it ({_first_line(e)})") from None
-
     check_plain_lm_head(lm, name)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -1826,7 +1824,6 @@ def run_files(out):
     run_id = (out / "wandb-run-id").read_text().strip() if (out / "wandb-run-id").is_file() else None
     theirs = [p for p in out.glob("wandb/*") if p.name.endswith(f"-{run_id}")
               or p.name in ("latest-run", "debug.log", "debug-internal.log")] if run_id else []
-
     return [*(out / n for n in ("metrics.jsonl", "wandb-run-id", "curves.png", "final", "final.tmp")),
             *(out / "checkpoints").glob("step_*"), *(out / "hf").glob("step_*"), *theirs]
 
@@ -1855,17 +1852,19 @@ def holds_run(folder):
 def claim_out_dir(cfg, rank, world):
     """This run's output folder, locked for it: (folder, lock or None on other ranks). Rank 0 decides
     and tells the other ranks; every rank calls it."""
-    box, lock = [None, Path(cfg.out_dir)], None  # [problem, folder]
+    problem, out, lock = None, Path(cfg.out_dir), None
     if rank == 0:
         try:
-            box[1], lock = _claim_out_dir(cfg)
+            out, lock = _claim_out_dir(cfg)
         except InputError as e:
-            box[0] = str(e)
+            problem = str(e)
     if world > 1:  # every rank must stop, or use the same folder
+        box = [problem, out]
         dist.broadcast_object_list(box, src=0)
-    if box[0]:
-        raise InputError(box[0])
-    return box[1], lock
+        problem, out = box
+    if problem:
+        raise InputError(problem)
+    return out, lock
 
 
 def _lock_folder(out):
@@ -1899,17 +1898,18 @@ def _claim_out_dir(cfg):
     n, out = 1, Path(cfg.out_dir)
     while (lock := _lock_folder(out)) is None or (default and holds_run(out)):
         if not default:
-            raise InputError(f"--out-dir {out}: another run is using this folder; wait for it to finish, or choose another --out-dir")
+            raise InputError(f"--out-dir {out}: another run is using this folder; wait for it to finish, "
+                             "or choose another --out-dir")
         release_out_dir(lock)
         n, out = n + 1, Path(f"{cfg.out_dir}-{n + 1}")
     if n > 1:
         print(f"forkgrpo: {cfg.out_dir} holds an earlier run; this run writes to {out}", flush=True)
+    inside = cfg.resume == "auto" or (cfg.resume and Path(cfg.resume).resolve().parent == (out / "checkpoints").resolve())
     try:
         if holds_run(out) and cfg.overwrite:
             _delete_run(out, cfg)
             print(f"forkgrpo: --overwrite: deleted the earlier run in {out}", flush=True)
-        elif holds_run(out) and not (cfg.resume == "auto" or (cfg.resume and Path(cfg.resume).resolve().parent
-                                                               == (out / "checkpoints").resolve())):
+        elif holds_run(out) and not inside:  # resuming the run in it is the one way into a used folder
             raise InputError(f"--out-dir {out} holds an earlier run (metrics.jsonl, checkpoints or final/); continue it with "
                              "--resume auto, start a new run in another --out-dir, or replace it with --overwrite")
         elif cfg.resume == "auto" and holds_run(out) and find_checkpoint("auto", out) is None:
@@ -1984,7 +1984,6 @@ def _cause(e):
     for _ in range(8):  # a CheckpointException holds each failing rank's (exception, traceback)
         failures = getattr(e, "failures", None)
         inner = next(iter(failures.values()))[0] if failures else e.__cause__ or e.__context__
-
         if inner is None or isinstance(e, OSError):
             break
         e = inner
@@ -1994,7 +1993,6 @@ def _cause(e):
 def _disk_full(e):
     """ENOSPC or EDQUOT, also as safetensors' SafetensorError carries them: in its text."""
     return getattr(e, "errno", None) in (28, 122) or any(s in str(e) for s in ("No space left", "os error 28", "os error 122"))
-
 
 
 def find_checkpoint(resume, out_dir):
@@ -2068,7 +2066,9 @@ def save_final(policy, tokenizer, out, rank):
     for attempt in range(retries + 1) if rank == 0 else ():
         try:
             shutil.rmtree(tmp, ignore_errors=True)
-            policy.lm.save_pretrained(tmp, state_dict={k.removeprefix("lm."): v for k, v in full.items()}, safe_serialization=True)
+            state = {k.removeprefix("lm."): v for k, v in full.items()}
+            policy.lm.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+
             tokenizer.save_pretrained(tmp)
             shutil.rmtree(out, ignore_errors=True)
             os.replace(tmp, out)
