@@ -127,7 +127,7 @@ class BackgroundRun:
         self.err.close()
 
 
-def run_in_process(args, *, worker_args=()):
+def run_in_process(args, *, worker_args=(), reward_fn=None):
     """What run_forkgrpo(args, worker_args=...) does in one process, inside this one: train_worker.main,
     with stdout and stderr captured, SystemExit turned into the return code, and one torch thread (the
     subprocess's OMP_NUM_THREADS=1, so float results equal a subprocess run's exactly). It saves the
@@ -157,7 +157,10 @@ def run_in_process(args, *, worker_args=()):
         torch.set_num_threads(1)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                train_worker.main([*worker_args, *args])
+                if reward_fn is None:
+                    train_worker.main([*worker_args, *args])
+                else:  # another stand-in reward (worker_args do not apply)
+                    forkgrpo.main(list(args), reward_fn=reward_fn)
             except SystemExit as e:  # as the interpreter turns it into an exit status
                 if e.code is None or isinstance(e.code, int):
                     code = e.code or 0

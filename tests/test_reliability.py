@@ -16,31 +16,23 @@ import torch
 
 import forkgrpo
 from test_train import TINY, _update_once
+from train_worker import alternating_reward as alternating  # every group informative
+from conftest import run_in_process
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-def alternating(responses, answers):
-    """Every group informative: right, wrong, right, ... (a random model is never right)."""
-    return torch.tensor([float(i % 2) for i in range(len(responses))])
-
-
-def run(args, capsys, reward_fn=alternating):
-    """forkgrpo.main in this process: (exit code, stdout, stderr)."""
-    try:
-        forkgrpo.main([*TINY, *args], reward_fn=reward_fn)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+def run(args, reward_fn=alternating):
+    """forkgrpo.main in this process, under conftest's run_in_process: (exit code, stdout, stderr)."""
+    proc = run_in_process([*TINY, *args], reward_fn=reward_fn)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 # --- divergence -------------------------------------------------------------------------
 
 
 def test_a_diverged_run_stops_with_exit_1_naming_the_step_and_the_learning_rate_and_keeps_its_last_good_checkpoint(
-        tiny_model, tmp_path, capsys, monkeypatch):
+        tiny_model, tmp_path, monkeypatch):
     steps, real_loss, real_update = [], forkgrpo.policy_loss, forkgrpo.update_policy
 
     def loss(*args, **kwargs):  # step 1 learns; every later loss is NaN
@@ -53,8 +45,7 @@ def test_a_diverged_run_stops_with_exit_1_naming_the_step_and_the_learning_rate_
     monkeypatch.setattr(forkgrpo, "policy_loss", loss)
     monkeypatch.setattr(forkgrpo, "update_policy", update)
     out = tmp_path / "run"
-    code, stdout, err = run(["--model", str(tiny_model), "--out-dir", str(out), "--steps", "8", "--save-every", "1"],
-                            capsys)
+    code, stdout, err = run(["--model", str(tiny_model), "--out-dir", str(out), "--steps", "8", "--save-every", "1"])
     assert code == 1, err[-2000:]
     assert "step 4: the policy diverged: 3 updates in a row had a non-finite loss" in err and "--lr 0.001" in err
     assert "Traceback" not in err and "done" not in stdout
@@ -182,7 +173,7 @@ def make_earlier_run(out, run_id="abc123"):
     (out / "notes.md").write_text("mine")
 
 
-def test_overwrite_deletes_exactly_the_earlier_runs_files_and_leaves_every_other(tmp_path, capsys):
+def test_overwrite_deletes_exactly_the_earlier_runs_files_and_leaves_every_other(tmp_path):
     out = tmp_path / "out"
     make_earlier_run(out)
     _, lock = forkgrpo.claim_out_dir(forkgrpo.Config(out_dir=str(out), overwrite=True), rank=0, world=1)
@@ -247,11 +238,11 @@ def test_the_first_ctrl_c_before_training_stops_at_once_and_during_training_asks
         stop.restore()
 
 
-def test_an_eval_set_whose_every_prompt_is_too_long_gets_a_warning(tiny_model, tmp_path, capsys):
+def test_an_eval_set_whose_every_prompt_is_too_long_gets_a_warning(tiny_model, tmp_path):
     data = tmp_path / "eval.jsonl"
     data.write_text(json.dumps({"prompt": "word " * 300, "reward_model": {"ground_truth": "1"}}) + "\n")
     code, stdout, err = run(["--model", str(tiny_model), "--out-dir", str(tmp_path / "o"), "--steps", "0",
-                             "--eval-data", str(data), "--max-prompt-len", "64"], capsys)
+                             "--eval-data", str(data), "--max-prompt-len", "64"])
     assert code == 0, err[-2000:]
     assert "warning: no evaluation: every eval prompt is longer than --max-prompt-len 64" in stdout
 
@@ -290,12 +281,12 @@ def filling_reward(fill, at_call, free, then=None):
     return reward
 
 
-def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_previous_checkpoint_stays(tiny_model, small_disk, capsys):
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_previous_checkpoint_stays(tiny_model, small_disk):
     mnt, fill = small_disk
     out = mnt / "run"
     # rewards are asked at step 0's evaluation (2 calls), then once per step: fill before step 2's save
     code, stdout, err = run(["--model", str(tiny_model), "--out-dir", str(out), "--steps", "3", "--save-every", "1",
-                             "--eval-size", "0"], capsys, reward_fn=filling_reward(fill, 2, 64 * 1024))
+                             "--eval-size", "0"], reward_fn=filling_reward(fill, 2, 64 * 1024))
     assert code == 1 and "Traceback" not in err, err[-3000:]
     line = err.strip().splitlines()[-1]
     assert line.startswith("forkgrpo.py: error: ") and "No space left on device" in line and "step_000002" in line
@@ -306,8 +297,7 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_previous_checkpoint_sta
         json.loads(text)  # no line torn
 
 
-def test_a_full_disk_at_the_final_save_waits_for_space_instead_of_losing_the_run(tiny_model, small_disk, capsys,
-                                                                                 monkeypatch):
+def test_a_full_disk_at_the_final_save_waits_for_space_instead_of_losing_the_run(tiny_model, small_disk, monkeypatch):
     mnt, fill = small_disk
     monkeypatch.setattr(forkgrpo, "FINAL_SAVE_WAIT", 0.5)
     out = mnt / "run"
@@ -322,19 +312,19 @@ def test_a_full_disk_at_the_final_save_waits_for_space_instead_of_losing_the_run
         real_sleep(seconds)
     monkeypatch.setattr(forkgrpo.time, "sleep", wait_then_free)
     code, stdout, err = run(["--model", str(tiny_model), "--out-dir", str(out), "--steps", "1", "--eval-size", "0"],
-                            capsys, reward_fn=filling_reward(fill, 1, 64 * 1024))
+                            reward_fn=filling_reward(fill, 1, 64 * 1024))
     assert code == 0, err[-3000:]
     assert "no space left on the disk; free some, retrying in 0.5 s" in err and waits[0] == 0.5
     assert (out / "final" / "config.json").is_file() and not (out / "final.tmp").exists()
 
 
-def test_a_full_disk_at_the_metrics_log_is_one_line_naming_the_file(tiny_model, small_disk, capsys, monkeypatch):
+def test_a_full_disk_at_the_metrics_log_is_one_line_naming_the_file(tiny_model, small_disk, monkeypatch):
     mnt, fill = small_disk
     monkeypatch.setattr(forkgrpo, "FINAL_SAVE_TRIES", 0)  # were the log to swallow the error, fail fast at the end
     out = mnt / "run"
     # full before step 1's line: the log, empty so far, needs a page it cannot get
     code, stdout, err = run(["--model", str(tiny_model), "--out-dir", str(out), "--steps", "2", "--eval-size", "0"],
-                            capsys, reward_fn=filling_reward(fill, 1, 0))
+                            reward_fn=filling_reward(fill, 1, 0))
     assert code == 1 and "Traceback" not in err, err[-3000:]
     line = err.strip().splitlines()[-1]
     assert line.startswith("forkgrpo.py: error: ") and "metrics.jsonl: No space left on device" in line, line
@@ -359,7 +349,7 @@ def test_a_metrics_line_cut_by_a_full_disk_is_taken_back_whole(small_disk):
     assert [json.loads(t)["step"] for t in lines] == list(range(1, written + 1))
 
 
-def test_a_full_disk_at_start_is_one_line_and_leaves_nothing_behind(small_disk, capsys):
+def test_a_full_disk_at_start_is_one_line_and_leaves_nothing_behind(small_disk):
     mnt, fill = small_disk
     fill(0)
     with pytest.raises(forkgrpo.InputError, match="cannot write there"):
