@@ -19,6 +19,7 @@ extractor returns it as ``3 \\text{ or } 5`` and the verifier scores it False.
 """
 from __future__ import annotations
 
+import json
 import re
 
 from .cheap import simple_value
@@ -209,13 +210,26 @@ def _value_of_sentence(ans: str) -> str:
 
 
 def _strip_sentence(ans: str) -> str:
+    ans = _JSON_RESIDUE_RE.split(ans, 1)[0]  # a cue inside a JSON string ends with the string
     ans = re.sub(r"\s{2,}", " ", ans)  # one space per run: no pattern below meets a long run of blanks
     ans = re.sub(r"^(?:\**\s*(?:final\s+)?answer\s*\**\s*[:：]\s*\**)+", "", ans.strip(), flags=re.I).strip()
+    ans = _LEADING_CUE_RE.sub("", ans)  # "the correct answer is:\n\nThe answer is (B).": the inner cue
     ans = re.sub(r"\s*\.?\s*I hope it is correct\.?$", "", ans, flags=re.I)
     ans = re.sub(r"\s*\((?:since|because|as|which|i\.e\.|e\.g\.|from|by)\b[^()]{0,200}\)\s*\.?$", "", ans, flags=re.I)
+    option = _option(ans)
+    if option is not None:
+        return option
     if re.match(r"[-$\\(\d]", ans):  # "9 because 4 + 5 = 9": a value, then its reason
         ans = _REASON_RE.sub("", ans)
-    ans = _value_of_sentence(ans)
+    ans = _PROSE_REASON_RE.sub("", ans) if _is_prose(ans) else ans
+    value = _value_of_sentence(ans)
+    if value is ans or _is_prose(value):
+        # "Tim spent a total of $1110 on fireworks.": the one value the sentence states
+        number = None if _NEGATION_RE.search(ans) or "$" in ans else _stated_number(ans.rstrip(" .!"))
+        sentence = (re.match(r"[A-Za-z]", ans) or _STATES_RE.search(ans)) and not _NOT_PROSE_RE.search(ans)
+        value = number if number is not None and sentence and _is_prose(ans) else value
+    option = _option(value)
+    ans = option if option is not None else value
     # A single $...$ segment inside prose: take the math.
     dollars = [m.group(1) for m in re.finditer(r"\$([^$]{1,400})\$", ans)]
     if len(dollars) == 1 and not re.search(r"\d", ans.replace(dollars[0], "")):
@@ -227,6 +241,41 @@ def _strip_sentence(ans: str) -> str:
 
 
 _REASON_RE = re.compile(r"(?:\s*[,;])?\s+(?:because|since|as|given that|due to|which|so that)\b.*$", re.I | re.S)
+# In prose only after a comma: "42 is 3 times as many as 14" keeps its "as".
+# The end of a JSON string value: a quote before "," or "}", or an escaped newline (not a LaTeX "\\neq").
+_JSON_RESIDUE_RE = re.compile(r'"\s*[,}]|\\n(?![a-z])')
+# Brackets, quotes and underscores: code or a formula, not a sentence whose one number could be read.
+_NOT_PROSE_RE = re.compile(r"[()\[\]{}_\"\\]|'(?![a-z])|(?<![A-Za-z])'")
+_PROSE_REASON_RE = re.compile(r"\s*[,;]\s*(?:because|since|as|given that|due to|which)\b.*$", re.I | re.S)
+_LEADING_CUE_RE = re.compile(r"^(?:(?:so|thus|hence|therefore)\b,?\s*)?the\s+(?:correct\s+|final\s+|right\s+)?"
+                             r"(?:answer|option|choice)\s+is\s*[:：]?\s*", re.I)
+# A choice letter with or without its option's text: "(B) 12 apples", "B. 12", "C) x = 3", "option C", "J. The first
+# study is ...", and a sentence that ends with one: "It will take 10 days. (C)".
+_OPTION_RE = re.compile(r"(?:option|choice)\s+\(?([A-J])\)?(?![\w(])[\s.]*$|\(([A-J])\)(?!\w)\s*|([A-J])(?:[.)]|(?=\s*$))\s*")
+_OPTION_AFTER_RE = re.compile(r"\s*\(([A-J])\)\s*\.?$")
+
+
+def _option(ans: str) -> str | None:
+    """``(B) 12 apples`` for an answer that names a choice letter first (or alone, or after its sentence);
+    None for anything else."""
+    ans = ans.strip().strip("*").strip()
+    m = _OPTION_RE.match(ans)
+    if m is not None:
+        rest = ans[m.end() :].strip().rstrip(".").strip()
+        if re.match(r"[-+*/^=<>]", rest):  # "A = 5", "B + C": algebra, not an option
+            return None
+        letter = m.group(1) or m.group(2) or m.group(3)
+        return f"({letter}) {rest}".strip()
+    m = _OPTION_AFTER_RE.search(ans)
+    if m is not None and m.start() > 0 and _PROSE_WORD_RE.search(ans[: m.start()]):
+        return f"({m.group(1)}) " + _strip_sentence(ans[: m.start()])
+    return None
+
+
+def _is_prose(value: str) -> bool:
+    """Words other than units outside $...$: "off by 36 jelly beans" is prose, "5 cm" and "$6\\sqrt{3}$" are not."""
+    outside = re.sub(r"\$[^$]*\$|\\[A-Za-z]+", " ", value)
+    return any(w.lower() not in _UNIT_WORDS for w in _PROSE_WORD_RE.findall(outside))
 _ALTERNATIVE_RE = re.compile(r"(?:\s*,)?\s+or\s+|\s*\\text\{\s*or\s*\}\s*", re.I)
 
 
@@ -261,15 +310,26 @@ def _alternatives(ans: str) -> str:
     return r" \text{ or } ".join(p.strip() for p in parts)
 
 
-def extract_answer(completion: str) -> str | None:
+def extract_answer(completion: str, *, finished: bool = False) -> str | None:
     """The final answer text of ``completion``, or None when it states none.
 
+    ``finished``: the caller knows the completion ended where the model chose to stop (at EOS), so a
+    last line that states one value is read even without a closing full stop; with False (unknown, or
+    cut off by a token limit) such a line may be a computation cut off half-way and states nothing.
     Never raises; runs in time linear in ``len(completion)``.
     """
     if not isinstance(completion, str) or not completion:
         return None
     text = _cut_next_turn(completion[-MAX_COMPLETION_CHARS:])
-    text = _currency_dollars(_after_think(text))
+    text = _after_think(text)
+    obj = _json_tail(text)
+    if obj is not None:
+        answer = _json_answer(obj)
+        if answer is not None:
+            return answer
+        # An object without an answer field: its text is the completion ("reasoning": "... is 5.")
+        text = "\n\n".join(v for v in obj.values() if isinstance(v, str))
+    text = _currency_dollars(text)
     cluster = _last_box_cluster(text)
     if cluster is not None:
         boxed, boxes_end = cluster
@@ -282,7 +342,7 @@ def extract_answer(completion: str) -> str | None:
                     later = m
         if later is not None and "boxed" not in later.group(1):
             ans = _strip_sentence(later.group(1))
-            if ans and re.search(r"\d|\\[a-zA-Z]|\$", ans):  # a value, not "the answer is correct"
+            if ans and _NAMES_VALUE_RE.search(ans):  # a value, not "the answer is correct"
                 return ans
         return boxed.strip()
     hope = text.lower().rfind("i hope it is correct")
@@ -300,18 +360,116 @@ def extract_answer(completion: str) -> str | None:
         ans = _strip_sentence(qa.group(1))
         if ans and len(ans) <= 100 and re.search(r"\d|\\[A-Za-z]|\$", ans):
             return ans
+    ans = _answer_cue(text)
+    if ans is not None:
+        return ans
+    if text.rfind("<think>") > text.rfind("</think>"):
+        return None  # cut off while thinking: a line of the thought is no answer
+    return _final_statement(text[text.rfind("</think>") + len("</think>") :] if "</think>" in text else text,
+                            finished=finished)
+
+
+_NAMES_VALUE_RE = re.compile(r"\d|\\[a-zA-Z]|\$|^\([A-J]\)")
+
+
+def _answer_cue(text: str) -> str | None:
+    """The value of the last answer cue (an ``Answer:`` line, GSM8K's ``####``, "the answer is ...") that
+    names one; if none names a value, the first cue in that order of preference that states anything."""
+    last = []
     for pattern in (_ANSWER_LINE_RE, _GSM8K_RE, _ANSWER_IS_RE):
         m = None
         for m in pattern.finditer(text):
             pass
         if m is not None:
-            ans = _strip_sentence(m.group(1))
-            next_line = "\n" in text[m.start() + 1 : m.start(1)]  # "Answer:" alone, the value below it
-            if ans and not (next_line and not re.search(r"\d|\\[A-Za-z]|\$", ans)):  # a value, not more prose
-                return ans
-    if text.rfind("<think>") > text.rfind("</think>"):
-        return None  # cut off while thinking: a line of the thought is no answer
-    return _final_statement(text[text.rfind("</think>") + len("</think>") :] if "</think>" in text else text)
+            last.append(m)
+    for m in sorted(last, key=lambda m: -m.start()):  # "Answer: 3 tables ... So the answer is (C).": the later
+        ans = _strip_sentence(m.group(1))
+        if ans and _NAMES_VALUE_RE.search(ans):
+            return ans
+    for m in last:
+        ans = _strip_sentence(m.group(1))
+        next_line = "\n" in text[m.start() + 1 : m.start(1)]  # "Answer:" alone, the value below it
+        if ans and not next_line:  # prose answers ("Answer: yes"), never the next line's prose
+            return ans
+    return None
+
+
+MAX_JSON_CHARS = 100_000
+"""A JSON object longer than this at the end of a completion is not read as one."""
+
+# Keys of the answer field, in order of preference (compared in lower case, spaces and hyphens as "_").
+_JSON_KEYS = ("final_answer", "finalanswer", "answer", "final_result", "answer_value", "final_value",
+              "numerical_answer", "numeric_answer", "result")
+
+
+def _json_tail(text: str) -> dict | None:
+    """The JSON object a completion ends with (in a ```json fence or bare), parsed with ``json.loads``;
+    None when it does not end with one or the object is malformed.
+
+    One backward scan finds where the last object opens (braces counted outside strings, a quote escaped
+    when an odd number of backslashes precedes it), then one parse: linear time. An object whose quotes are
+    themselves escaped (``{\\"answer\\": 5}``, a JSON string printed raw) is unescaped once.
+    """
+    body = text.rstrip()
+    if body.endswith("```"):
+        body = body[:-3].rstrip()
+    if not body.endswith("}"):
+        return None
+    depth, in_string = 0, False
+    stop = max(-1, len(body) - 1 - MAX_JSON_CHARS)
+    start = None
+    for k in range(len(body) - 1, stop, -1):
+        ch = body[k]
+        if ch == '"':
+            b = k - 1
+            while b > stop and body[b] == "\\":
+                b -= 1
+            if (k - 1 - b) % 2 == 0:
+                in_string = not in_string
+        elif not in_string and ch == "}":
+            depth += 1
+        elif not in_string and ch == "{":
+            depth -= 1
+            if depth == 0:
+                start = k
+                break
+    if start is None:
+        return None
+    raw = body[start:]
+    try:
+        obj = json.loads(raw, strict=False)  # strict=False: raw newlines inside strings are allowed
+    except ValueError:
+        try:
+            obj = json.loads(json.loads('"' + raw + '"', strict=False), strict=False) if '\\"' in raw else None
+        except (ValueError, TypeError):
+            obj = None
+    return obj if isinstance(obj, dict) else None
+
+
+def _json_answer(obj: dict) -> str | None:
+    """The answer field of a parsed object (also one level down), as answer text; None without one."""
+    for level in (obj, *(v for v in obj.values() if isinstance(v, dict))):
+        fields = {re.sub(r"[\s-]+", "_", str(k).strip().lower()): v for k, v in level.items()}
+        for key in _JSON_KEYS:
+            if key in fields:
+                return _json_value(fields[key])
+    return None
+
+
+def _json_value(value) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list) and 0 < len(value) <= MAX_CLUSTER and all(
+            isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value):
+        return ", ".join(str(v).strip() for v in value)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    value = value.strip()
+    if len(value) > 400 or _BOX_RE.search(value) or _ANSWER_IS_RE.search(value) or "\n" in value:
+        return extract_answer(value, finished=True)  # a worked answer inside the field: its own final answer
+    return _strip_sentence(_currency_dollars(value)) or None
 
 
 _CONCLUSION_RE = re.compile(r"^\W*(?:therefore|thus|so|hence|in total|in conclusion|altogether|finally)\b", re.I)
@@ -326,7 +484,7 @@ _STATES_RE = re.compile(r"=|\b(?:is|are|was|were|equals|get|gets|got|gives|makes
 _CALCULATOR_RE = re.compile(r"<<[^<>\n]{0,200}>>")  # GSM8K's calculator annotations, <<9*2=18>>
 
 
-def _final_statement(text: str) -> str | None:
+def _final_statement(text: str, finished: bool = False) -> str | None:
     """Last resort: the value the completion's last line states, when it states exactly one.
 
     A closing display formula (``\\[ \\frac72 \\]``); a concluding sentence that ends in a formula
@@ -352,8 +510,8 @@ def _final_statement(text: str) -> str | None:
         tail = last[stated.end() :] if stated else last
         value = _alternatives(tail.rstrip(" \t.!").strip())
         return value if re.fullmatch(r"-?[\d.,/]+%?", value) else None
-    if not (_CONCLUSION_RE.match(last) or re.search(r"[.!](?:\s|\*|\$)*$", last)):
-        return None
+    if not (finished or _CONCLUSION_RE.match(last) or re.search(r"[.!](?:\s|\*|\$)*$", last)):
+        return None  # may be a computation cut off half-way, unless the caller knows the completion ended
     inline = _INLINE_END_RE.search(last)
     if inline is not None and not all(w.lower() in _UNIT_WORDS for w in inline.group(3).split()):
         inline = None  # "$x = 5$ is valid": words after the formula that are not its unit
@@ -370,14 +528,20 @@ def _final_statement(text: str) -> str | None:
         return ", ".join(values) if all(values) else None
     if any(re.search(r"\d|[=<>]|\\[A-Za-z]", m) for m in re.findall(r"\$([^$]{0,400})\$", last)):
         return None  # a value in a formula in mid-sentence ("check whether $x = 5$ works"): not stated
+    return _stated_number(last)
+
+
+def _stated_number(line: str) -> str | None:
+    """The one number a sentence states: after its last "=" or verb ("She makes 9 * 2 = 18 dollars."), the only
+    number in it, or the number right after the verb of a subject without numbers; None otherwise."""
     stated = None
-    for stated in _STATES_RE.finditer(last):
+    for stated in _STATES_RE.finditer(line):
         pass
-    numbers = _NUMBER_RE.findall(last[stated.end() :]) if stated else []
+    numbers = _NUMBER_RE.findall(line[stated.end() :]) if stated else []
     if len(numbers) != 1:
-        numbers = _NUMBER_RE.findall(last)
+        numbers = _NUMBER_RE.findall(line)
     if len(numbers) != 1:
-        subject = _SUBJECT_VALUE_RE.match(last)
+        subject = _SUBJECT_VALUE_RE.match(line)
         numbers = [subject.group(1)] if subject else []
     if len(numbers) != 1:
         return None
@@ -392,10 +556,11 @@ def _final_statement(text: str) -> str | None:
 _NOT_A_CLAUSE_END = "more|less|fewer|times|and|or|plus|minus|than|to|out|per|each|divided|multiplied"
 _SUBJECT_VALUE_RE = re.compile(
     r"^[^\d=]{0,120}?\b(?:is|are|was|were|has|have|had|makes|made|earns|earned|needs|pays|paid|spent|spends|"
-    r"costs?|gets|got|will (?:have|be|need|pay|make|earn|get|spend))\s+(?:a total of\s+|about\s+)?"
+    r"costs?|gets|got|(?:will|would) (?:have|be|need|pay|make|earn|get|spend))\s+(?:a total of\s+|about\s+)?"
     r"(-?\$?\d[\d,]*(?:\.\d+)?%?)"
     r"(?:\s+(?!(?:of|" + _NOT_A_CLAUSE_END + r")\b)[A-Za-z']+(?:\s+(?!(?:" + _NOT_A_CLAUSE_END + r")\b)[A-Za-z']+){0,3})?"
-    r"(?:\s*[,;(]|\s+(?:after|before|since|because|as|when|while|from|for|with|in|on|at|by|if|so|which|that)\b|\s*[.!]?\s*$)",
+    r"(?:\s*[,;(]|\s+(?:after|before|since|because|as|when|while|from|for|with|in|on|at|by|if|so|which|that)\b"
+    r"|\s+to (?:make|buy|serve|feed|fill|cover|build|finish|complete|pay)\b|\s*[.!]?\s*$)",
     re.I)
 
 

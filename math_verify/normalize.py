@@ -127,6 +127,26 @@ def choice_letter(s: str) -> str | None:
     return m.group(1)
 
 
+_OPTION_RE = re.compile(r"\s*(?:\(\s*([A-J])\s*\)|([A-J])\s*[.:)])\s*(.*)", re.S)
+
+
+def split_option(s: str) -> tuple[str, str] | None:
+    """(letter, option text) of ``(B) 12 apples``, ``B. 12``, ``\\textbf{(C) }x = 3``; the text may be empty
+    (``(B)``). None for anything else, and for algebra that starts with a capital (``A) = 5`` is not read)."""
+    if not s or len(s) > MAX_ANSWER_CHARS:
+        return None
+    s = strip_math_delimiters(s)
+    s, pieces = _unwrap_text_commands(s)
+    s = re.sub("\x00(\\d+)\x00", lambda m: pieces[int(m.group(1))], s).strip().strip("*").strip()
+    m = _OPTION_RE.fullmatch(s)
+    if m is None:
+        return (s, "") if re.fullmatch(r"[A-J]", s) else None
+    rest = m.group(3).strip().rstrip(".").strip()
+    if re.match(r"[-+*/^=<>]", rest):
+        return None
+    return m.group(1) or m.group(2), rest
+
+
 def is_choice_gold(gold: str) -> bool:
     """Gold is a lone letter such as ``C``, ``(C)`` or ``\\text{(C)}``."""
     g = strip_math_delimiters(gold)
