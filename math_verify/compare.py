@@ -24,7 +24,7 @@ import random
 
 import sympy
 
-from .parse import Bracketed, FSet, Matrix, Rel, Seq, UnionV
+from .parse import Bracketed, FSet, Matrix, Refused, Rel, Seq, UnionV
 
 _TOL_DIGITS = 40
 _SAMPLES = 4
@@ -394,6 +394,164 @@ def _relations_equal(p: Rel, g: Rel) -> bool:
     return False
 
 
+# ---------------------------------------------------------------- closed forms too large to expand
+_RESIDUE_PRIMES = 3
+_MAX_RESIDUE_BITS = 10**10  # an upper bound on the size of any value met (2^{50000}: 50,000 bits)
+_MAX_DEGREE = 10**4  # of a polynomial in the answer's letters (x+1)^{2016}
+
+
+class _NotClosedForm(Exception):
+    pass
+
+
+def _is_prime(n: int) -> bool:
+    """Miller-Rabin with the first 12 prime bases: exact for n < 3.3e24."""
+    if n < 2:
+        return False
+    small = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37)
+    for q in small:
+        if n % q == 0:
+            return n == q
+    d, r = n - 1, 0
+    while d % 2 == 0:
+        d, r = d // 2, r + 1
+    for a in small:
+        x = pow(a, d, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(r - 1):
+            x = x * x % n
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
+
+
+class _Residues:
+    """Integer arithmetic with powers (``+ - * / ^``, ``\\frac``, ``\\cdot``, ``\\times``, brackets, letters as
+    unknowns) modulo a prime ``p``, never building the numbers themselves; with ``p=None``, exactly (for
+    exponents: no letters, no division, at most 40 bits). Each value is (v, bits, degree): ``bits`` bounds
+    the size of the rational it stands for, ``degree`` its degree in the letters. Anything else raises."""
+
+    def __init__(self, tokens, p: int | None, letters: dict, k: int = 0):
+        self.t, self.k, self.p, self.letters = tokens, k, p, letters
+
+    def peek(self):
+        return self.t[self.k] if self.k < len(self.t) else ("end", "")
+
+    def take(self, text=None):
+        tok = self.peek()
+        if text is not None and tok[1] != text:
+            raise _NotClosedForm(text)
+        self.k += 1
+        return tok
+
+    def value(self):
+        v = self.sum()
+        if self.k != len(self.t):
+            raise _NotClosedForm("trailing tokens")
+        return v
+
+    def _make(self, v, bits, degree):
+        if bits > (_MAX_RESIDUE_BITS if self.p else 40) or degree > _MAX_DEGREE:
+            raise _NotClosedForm("too large")
+        return (v % self.p if self.p else v, bits, degree)
+
+    def sum(self):
+        v = self.product()
+        while self.peek() in (("op", "+"), ("op", "-")):
+            sign = 1 if self.take()[1] == "+" else -1
+            w = self.product()
+            v = self._make(v[0] + sign * w[0], max(v[1], w[1]) + 1 if not self.p else v[1] + w[1] + 1, max(v[2], w[2]))
+        return v
+
+    def product(self):
+        v = self.unary()
+        while True:
+            tok = self.peek()
+            if tok in (("cmd", "cdot"), ("cmd", "times"), ("op", "*")):
+                self.take()
+                w = self.unary()
+            elif tok == ("op", "/"):
+                self.take()
+                w = self._inverse(self.unary())
+            elif tok[0] in ("num", "id") or tok in (("op", "("), ("op", "{"), ("cmd", "frac")):  # 2(x+1), 3x
+                w = self.power()
+            else:
+                return v
+            v = self._make(v[0] * w[0], v[1] + w[1], v[2] + w[2])
+
+    def unary(self):
+        if self.peek() in (("op", "-"), ("op", "+")):
+            sign = -1 if self.take()[1] == "-" else 1
+            v = self.unary()
+            return self._make(sign * v[0], v[1], v[2])
+        return self.power()
+
+    def power(self):
+        v = self.atom()
+        if self.peek() != ("op", "^"):
+            return v
+        self.take()
+        exponent = _Residues(self.t, None, self.letters, self.k)  # the exponent, exactly
+        e = exponent.unary()[0] if exponent.peek() == ("op", "-") else exponent.atom()[0]
+        self.k = exponent.k
+        if e < 0:
+            v, e = self._inverse(v), -e
+        if self.p is None:
+            return self._make(v[0] ** e if v[1] * e <= 40 else 2**41, v[1] * e, 0)
+        return self._make(pow(v[0], e, self.p), v[1] * e, v[2] * e)
+
+    def atom(self):
+        kind, text = self.take()
+        if kind == "num" and text.isdigit() and len(text) <= 1000:
+            n = int(text)
+            return self._make(n, n.bit_length(), 0)
+        if kind == "id" and text not in ("e", "i") and self.p:
+            return (self.letters.setdefault((text, self.p), random.randrange(self.p)), 64, 1)
+        if (kind, text) in (("op", "("), ("op", "{")):
+            v = self.sum()
+            self.take(")" if text == "(" else "}")
+            return v
+        if (kind, text) == ("cmd", "frac"):
+            self.take("{")
+            num = self.sum()
+            self.take("}")
+            self.take("{")
+            den = self._inverse(self.sum())
+            self.take("}")
+            return self._make(num[0] * den[0], num[1] + den[1], num[2] + den[2])
+        raise _NotClosedForm(text)
+
+    def _inverse(self, v):
+        if not self.p or v[0] == 0 or v[2]:
+            raise _NotClosedForm("division exactly, by zero mod p, or by a polynomial")
+        return (pow(v[0], -1, self.p), v[1], v[2])
+
+
+def _closed_forms_equal(p_math: str, g_math: str) -> bool | None:
+    """Are two closed forms with powers too large to expand (``2^{50000}-1``, ``(x+1)^{2016}``) equal? Both are
+    evaluated modulo 3 random 61-bit primes, with the same random values for their letters: different values
+    agree on all three with probability below 1e-18 (their difference has too few prime factors of that size).
+    None when either side is not such a closed form."""
+    from .parse import tokenize
+
+    try:
+        pt, gt = tokenize(p_math), tokenize(g_math)
+        rng = random.Random()
+        letters: dict = {}
+        for _ in range(_RESIDUE_PRIMES):
+            p = rng.getrandbits(61) | (1 << 60) | 1
+            while not _is_prime(p):
+                p += 2
+            if _Residues(pt, p, letters).value()[0] != _Residues(gt, p, letters).value()[0]:
+                return False
+        return True
+    except (_NotClosedForm, ValueError, RecursionError):
+        return None
+
+
 def answers_equal(pred: str, gold: str) -> bool:
     """Full check of two extracted answer strings: normalise, parse, compare.
 
@@ -409,8 +567,11 @@ def answers_equal(pred: str, gold: str) -> bool:
         if not p_math or not g_math:
             return False
         g_math = gold_list(g_math)
-        pv = _candidates(p_math)
-        gv = _candidates(g_math)
+        try:
+            pv = _candidates(p_math)
+            gv = _candidates(g_math)
+        except Refused:  # a power too large to expand (2^{50000}, (x+1)^{2016}): compared modulo primes
+            return bool(_closed_forms_equal(p_math, g_math))
         if pv[0][1] and gv[0][1]:  # both are percentages: compare as written
             return equal(pv[0][0], gv[0][0])
         return any(equal(a, b) for a, _ in pv for b, _ in gv)
