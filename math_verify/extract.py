@@ -438,10 +438,10 @@ def _json_tail(text: str) -> dict | None:
     raw = body[start:]
     try:
         obj = json.loads(raw, strict=False)  # strict=False: raw newlines inside strings are allowed
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: objects nested thousands deep
         try:
             obj = json.loads(json.loads('"' + raw + '"', strict=False), strict=False) if '\\"' in raw else None
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             obj = None
     return obj if isinstance(obj, dict) else None
 
@@ -551,7 +551,7 @@ def _stated_number(line: str) -> str | None:
 
 # "So, the total cost is 45 dollars for the 3 shirts.": the sentence's subject (no number in it) is
 # stated by the number right after its verb; the numbers after that are circumstances. The number
-# must end its clause: followed by unit words and then a comma, a parenthesis, the sentence's end or
+# must end its clause: followed by unit words and then a comma (not a list's next number), a parenthesis, the sentence's end or
 # a preposition, never by "more", "times", "of", "and", "+" (a comparison, a product, a list).
 _NOT_A_CLAUSE_END = "more|less|fewer|times|and|or|plus|minus|than|to|out|per|each|divided|multiplied"
 _SUBJECT_VALUE_RE = re.compile(
@@ -559,7 +559,7 @@ _SUBJECT_VALUE_RE = re.compile(
     r"costs?|gets|got|(?:will|would) (?:have|be|need|pay|make|earn|get|spend))\s+(?:a total of\s+|about\s+)?"
     r"(-?\$?\d[\d,]*(?:\.\d+)?%?)"
     r"(?:\s+(?!(?:of|" + _NOT_A_CLAUSE_END + r")\b)[A-Za-z']+(?:\s+(?!(?:" + _NOT_A_CLAUSE_END + r")\b)[A-Za-z']+){0,3})?"
-    r"(?:\s*[,;(]|\s+(?:after|before|since|because|as|when|while|from|for|with|in|on|at|by|if|so|which|that)\b"
+    r"(?:\s*[,;](?!\s*-?\$?\d)|\s*\(|\s+(?:after|before|since|because|as|when|while|from|for|with|in|on|at|by|if|so|which|that)\b"
     r"|\s+to (?:make|buy|serve|feed|fill|cover|build|finish|complete|pay)\b|\s*[.!]?\s*$)",
     re.I)
 

@@ -219,6 +219,45 @@ def test_golds_as_abs_inequalities_joined_lists_named_pairs_and_matrix_sums(comp
     _check(completion, gold, expected)
 
 
+@pytest.mark.parametrize("completion,gold,expected", cases.JSON_ANSWERS, ids=_ids(cases.JSON_ANSWERS))
+def test_a_completion_ending_in_a_json_object_is_read_by_its_answer_field(completion, gold, expected):
+    _check(completion, gold, expected)
+
+
+@pytest.mark.parametrize("completion,gold,expected", cases.CHOICE_TEXT, ids=_ids(cases.CHOICE_TEXT))
+def test_a_choice_letter_with_its_option_text_matches_a_gold_letter_text_or_both(completion, gold, expected):
+    _check(completion, gold, expected)
+
+
+@pytest.mark.parametrize("completion,gold,expected", cases.CUE_PROSE, ids=_ids(cases.CUE_PROSE))
+def test_an_answer_cue_followed_by_prose_states_the_one_value_of_its_sentence(completion, gold, expected):
+    _check(completion, gold, expected)
+
+
+@pytest.mark.parametrize("completion,gold,expected", cases.BIG_POWERS, ids=_ids(cases.BIG_POWERS))
+def test_closed_forms_with_large_powers_compare_without_expanding(completion, gold, expected):
+    _check(completion, gold, expected)
+
+
+@pytest.mark.parametrize("completion,gold,unknown,finished", cases.FINISHED_LAST_LINE,
+                         ids=[f"{k}-{r[1]}" for k, r in enumerate(cases.FINISHED_LAST_LINE)])
+def test_a_last_line_without_a_full_stop_is_read_only_when_the_completion_finished(completion, gold, unknown, finished):
+    assert verify(completion, gold) is unknown
+    assert verify(completion, gold, finished=False) is unknown
+    assert verify(completion, gold, finished=True) is finished
+    assert verify_batch([(completion, gold)], finished=[True]) == [finished]
+    assert verify_batch([(completion, gold)]) == [unknown]
+
+
+def test_the_finished_flag_acts_per_pair_and_identical_pairs_keep_their_own_verdicts():
+    cut = "Grace buys 6 x 5 = 30 marbles"
+    pairs = [(cut, "30"), (cut, "30"), ("\\boxed{\\sqrt{4}}", "2"), (cut, "30")]
+    assert verify_batch(pairs, finished=[True, False, True, True]) == [True, False, True, True]
+    assert verify_batch(pairs, finished=None) == [False, False, True, False]
+    assert verify_batch(pairs, finished=[True]) == [False, False, True, False]  # wrong length: nothing known
+    assert extract_answer(cut) is None and extract_answer(cut, finished=True) == "30"
+
+
 @pytest.mark.parametrize("completion,gold,expected", cases.HOSTILE, ids=_ids(cases.HOSTILE))
 def test_hostile_inputs_score_false_within_one_second(completion, gold, expected):
     start = time.monotonic()
@@ -258,6 +297,10 @@ def test_verify_batch_agrees_with_verify_on_every_table_row():
         ("\\boxed{3} or \\boxed{5}", "3 \\text{ or } 5"),
         ("The roots are \\boxed{2} and \\boxed{3}.", "2, 3"),
         ("nothing to see", None),
+        ('{"reasoning": "The answer is \\\\boxed{4}.", "answer": "5"}', "5"),  # 0. JSON before boxes
+        ("The answer is (B) 12 apples.", "(B) 12 apples"),
+        ("Answer: Tim spent a total of $1110 on fireworks.", "1110"),
+        ("Answer: (5xy)/(12w)\nTherefore, the correct answer is option C.", "(C)"),
     ],
 )
 def test_extract_answer_returns_the_committed_final_answer(completion, answer):

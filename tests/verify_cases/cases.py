@@ -342,6 +342,18 @@ HOSTILE = [
     ("\\boxed{0^{-1}}", "0", False),
     ("\\boxed{\\frac{1}{0}}", "\\infty", False),
     ("\\boxed{1/0}", "\\infty", False),
+    # issue 34: JSON objects, option letters, large powers and answer sentences must pass in linear time too
+    ('{"a": ' * 30_000 + "1" + "}" * 30_000, "1", False),
+    ('{"answer": "' + '\\"' * 50_000 + '"}', "1", False),
+    ("\\" * 100_000 + '"}', "1", False),
+    ('"' * 100_000 + "}", "1", False),
+    ("}" * 100_000, "1", False),
+    ('{"answer": "' + "(A) " * 20_000 + '"}', "A", False),
+    ("Answer: " + "(A) " * 100 + "done. (B)", "A", False),
+    ("Answer: Tom has " + "1, " * 130 + "apples.", "1", False),
+    ("\\boxed{" + "2^{" * 100 + "2" + "}" * 100 + "}", "4", False),
+    ("\\boxed{(x+1)^{10000} - (1+x)^{9999}(x+1)}", "1", False),
+    ("\\boxed{2^{10^{12}}}", "4^{5 \\cdot 10^{11}}", False),
 ]
 
 MATH_SOLUTIONS = [
@@ -1158,3 +1170,102 @@ CATEGORIES = {
     "number_words": NUMBER_WORDS, "two_notations": TWO_NOTATIONS, "subject_sentence": SUBJECT_SENTENCE,
     "named_boxes": NAMED_BOXES, "gold_forms": GOLD_FORMS,
 }
+
+
+# Issue 34. A completion that is, or ends with, a JSON object is read by its answer field (structured-output
+# prompts ask for {"reasoning": ..., "answer": ...}); the reasoning's newlines often arrive as \n escapes.
+JSON_ANSWERS = [
+    ('{"reasoning": "Each box holds 12 eggs and there are 4 boxes, so 4 x 12 = 48.", "answer": 48}', "48", True),
+    ('{"reasoning": "Each box holds 12 eggs and there are 4 boxes, so 4 x 12 = 48.", "answer": 47}', "48", False),
+    ('```json\n{\n  "reasoning": "8 + 4 = 12\\nThen 12 / 3 = 4 cookies each.",\n  "answer": "4"\n}\n```', "4", True),
+    ('```json\n{\n  "reasoning": "8 + 4 = 12\\nThen 12 / 3 = 4 cookies each.",\n  "answer": "4"\n}\n```', "12", False),
+    ('{"reasoning": "We get $x^2 = 4$.\\nSo $x = \\\\pm 2$.", "final_answer": "\\\\pm 2"}', "-2, 2", True),
+    ('{"Reasoning": "Subtract 7, divide by 2.", "Final Answer": "x = 3"}', "3", True),
+    ('{\\"reasoning\\": \\"2 + 2 = 4\\\\nDone\\", \\"answer\\": \\"4\\"}', "4", True),  # a JSON string printed raw
+    ('{"answer": 5}\n\nWait, 2 + 4 is 6, not 5.\n{"answer": 6}', "6", True),  # two objects: the last
+    ('{"answer": 5}\n\nWait, 2 + 4 is 6, not 5.\n{"answer": 6}', "5", False),
+    ('{"reasoning": "3 x 4 = 12, so the answer is 12.", "answer": 13}', "12", False),  # the field, not the reasoning
+    ('{"reasoning": "3 x 4 = 12, so the answer is 12.", "answer": ', "12", True),  # cut off: the usual rules
+    ('{"reasoning": "3 x 4 = 12, so the answer is 12.\\nThat is all", "answer": ', "12\\nThat", False),
+    ('{"solution": {"steps": ["6 / 2 = 3"], "final_answer": "3"}}', "3", True),  # one level down
+    ('{"reasoning": "Only option B divides 36.", "answer": "B"}', "B", True),
+    ('{"reasoning": "Only option B divides 36.", "answer": "B"}', "C", False),
+    ('{"reasoning": "The sum is 7, hence \\\\boxed{7}.", "answer": "\\\\boxed{7}"}', "7", True),
+    ('{"reasoning": "no answer field here, but the answer is 9."}', "9", True),  # the object's text, usual rules
+    ('{"answer": true}', "1", False),
+    ('Here is my answer: {"answer": 7}, and I am sure.', "7", True),  # not at the end: the usual rules read the line
+    ('Here is my answer: {"answer": 7}, and I am sure.', "8", False),
+]
+
+# Multiple choice with the option's text after the letter: a gold letter is matched by the letter, a gold
+# option text by the text, a gold "B) 12" by the letter (or by the text when no letter is named).
+CHOICE_TEXT = [
+    ("So we need 12 apples.\n\nThe answer is (B) 12 apples.", "B", True),
+    ("So we need 12 apples.\n\nThe answer is (B) 12 apples.", "C", False),
+    ("Answer: B. 12", "12", True),
+    ("Answer: B. 12", "15", False),  # the text of another option
+    ("Answer: **C) x = 3**", "C) x = 3", True),
+    ("Answer: **C) x = 3**", "D) x = 3", False),  # another letter, even with the same text
+    ("The answer is (D) $\\frac{1}{2}$", "\\frac{1}{2}", True),
+    ("The answer is (D) $\\frac{1}{2}$", "\\frac{1}{3}", False),
+    ("Both statements hold.\n\nThe answer is (B).", "(B) 12", True),
+    ("Both statements hold.\n\nThe answer is (C).", "(B) 12", False),
+    ("Adding them up, the answer is 12.", "(B) 12", True),  # no letter named: the option's text
+    ("Adding them up, the answer is 15.", "(B) 12", False),
+    ("The answer is (B).", "12", False),  # a letter alone says nothing about a text gold
+    ("Therefore, the correct answer is option C.", "C", True),
+    ("Therefore, the correct answer is option C.", "B", False),
+    ("Answer:\nIt will take Mr. Blue 10 days to finish the job. (C)", "C", True),
+    ("Answer:\nIt will take Mr. Blue 10 days to finish the job. (C)", "D", False),
+    ("The correct interpretation is:\n\nThe answer is F. 42 is 3 times as many as 14.", "F", True),
+    ("Answer: A = 5", "5", True),  # algebra, not an option
+]
+
+# Answer cues followed by prose: the value the cue's sentence commits to; two values in it state nothing.
+CUE_PROSE = [
+    ("Calculation: 320 + 640 + 150 = 1110\n\nAnswer: Tim spent a total of $1110 on fireworks.", "1110", True),
+    ("Calculation: 320 + 640 + 150 = 1110\n\nAnswer: Tim spent a total of $1110 on fireworks.", "1111", False),
+    ("Answer: His guess was off by 36 jelly beans, as the true number of red jelly beans is 900.", "36", True),
+    ("Answer: His guess was off by 36 jelly beans, as the true number of red jelly beans is 900.", "900", False),
+    ("Answer: Mamou has 1,360 - 142 = 1,218 meals left to distribute.", "1218", True),
+    ("Answer: She would need 132 tablespoons of flour to make 16 muffins.", "132", True),
+    ("Answer: She would need 132 tablespoons of flour to make 16 muffins.", "16", False),
+    ("Answer: She has 12 apples and 5 oranges.", "12", False),  # two values: no commitment
+    ("Answer: Jim spends 24 hours on TV and 12 hours reading.", "36", False),
+    ("The answer is 42 because 6 x 7 = 42.", "42", True),
+    ("So the answer is 15. Let me double-check: 3 x 5 = 15, yes.", "15", True),
+    ("Answer: 3 tables.\n\nSo the correct answer is (C).", "C", True),  # the later cue names a value
+]
+
+# Closed forms with large powers, equal without expanding them (and unequal neighbours stay unequal).
+BIG_POWERS = [
+    ("\\boxed{2^{2016}-1}", "2^{2016} - 1", True),
+    ("\\boxed{4^{1008}}", "2^{2016}", True),
+    ("\\boxed{\\frac{2^{2017}}{2}}", "2^{2016}", True),
+    ("\\boxed{2^{2016}}", "2^{2016}-1", False),
+    ("\\boxed{4^{25000}-1}", "2^{50000}-1", True),
+    ("\\boxed{2^{50000}+1}", "2^{50000}-1", False),
+    ("\\boxed{3 \\cdot 2^{50000}}", "2^{50000}+2^{50001}", True),
+    ("\\boxed{2^{99999} \\cdot 3}", "2^{100000}", False),
+    ("\\boxed{(x+1)^{2016}}", "(1+x)^{2016}", True),
+    ("\\boxed{(x-1)^{2016}}", "(1+x)^{2016}", False),
+    ("\\boxed{2^{2^{20}}}", "4^{2^{19}}", True),
+    ("\\boxed{9^{9^{9^{9}}}}", "3^{9^{9^{9}}}", False),  # too large even to bound: refused
+]
+
+# (completion, gold, verdict when nothing is known about its end, verdict when it ended at EOS)
+FINISHED_LAST_LINE = [
+    ("Grace buys 6 x 5 = 30 marbles", "30", False, True),
+    ("Total cost of everything: $7,500 + $1,500 + $1,800 = $10,800", "10800", False, True),
+    ("Number of children in a drill = 280", "280", False, True),
+    ("Grace buys 6 x 5 = 30 marbles", "31", False, False),
+    ("She buys 6 bags and 5 boxes", "6", False, False),  # two values
+    ("First, 6 x 5 =", "30", False, False),  # nothing after the "="
+    ("Is it 30?", "30", False, False),  # a question
+    ("Grace buys 30 marbles or 31", "30", False, False),  # a hedge
+    ("<think>\nGrace buys 6 x 5 = 30 marbles", "30", False, False),  # still thinking
+    ("So the answer is 30.", "30", True, True),
+]
+
+CATEGORIES.update({"json_answers": JSON_ANSWERS, "choice_text": CHOICE_TEXT, "cue_prose": CUE_PROSE,
+                   "big_powers": BIG_POWERS})
