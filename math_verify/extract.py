@@ -226,7 +226,7 @@ def _strip_sentence(ans: str) -> str:
     if value is ans or _is_prose(value):
         # "Tim spent a total of $1110 on fireworks.": the one value the sentence states
         number = None if _NEGATION_RE.search(ans) or "$" in ans else _stated_number(ans.rstrip(" .!"))
-        sentence = (re.match(r"[A-Za-z]", ans) or _STATES_RE.search(ans)) and not _NOT_PROSE_RE.search(ans)
+        sentence = not _NOT_PROSE_RE.search(ans)  # "42 (forty-three)" is a hedge, not a sentence
         value = number if number is not None and sentence and _is_prose(ans) else value
     option = _option(value)
     ans = option if option is not None else value
@@ -480,7 +480,7 @@ _DISPLAY_END_RE = re.compile(r"(?:\\\[((?:(?!\\\[).){1,600}?)\\\]|\$\$((?:(?!\$\
 _INLINE_END_RE = re.compile(r"(?:\$([^$]{1,400})\$|\\\(((?:(?!\\\().){1,400}?)\\\))((?:\s+[A-Za-z]{1,12}){0,3})[\s.!*]{0,4}$")
 _RESTATED_RE = re.compile(r",?\s*\bor\s+(?:about|approximately|roughly|around|nearly|equivalently)\b.{0,80}?(?=[.!]?\s*$)",
                           re.I)  # ", or about 16.7%": a restatement, not a second answer
-_STATES_RE = re.compile(r"=|\b(?:is|are|was|were|equals|get|gets|got|gives|makes|yields|obtain|obtains)\b", re.I)
+_STATES_RE = re.compile(r"=|\b(?:is|are|was|were|equals|get|gets|got|gives|makes|yields|obtain|obtains|costs?|weighs?)\b", re.I)
 _CALCULATOR_RE = re.compile(r"<<[^<>\n]{0,200}>>")  # GSM8K's calculator annotations, <<9*2=18>>
 
 
@@ -540,6 +540,8 @@ def _stated_number(line: str) -> str | None:
     numbers = _NUMBER_RE.findall(line[stated.end() :]) if stated else []
     if len(numbers) != 1:
         numbers = _NUMBER_RE.findall(line)
+        if len(numbers) == 2 and len({n.replace("$", "").replace(",", "") for n in numbers}) == 1:
+            numbers = numbers[:1]  # "93 packs can be bought with $93": one value, named twice
     if len(numbers) != 1:
         subject = _SUBJECT_VALUE_RE.match(line)
         numbers = [subject.group(1)] if subject else []
@@ -556,9 +558,11 @@ def _stated_number(line: str) -> str | None:
 _NOT_A_CLAUSE_END = "more|less|fewer|times|and|or|plus|minus|than|to|out|per|each|divided|multiplied"
 _SUBJECT_VALUE_RE = re.compile(
     r"^[^\d=]{0,120}?\b(?:is|are|was|were|has|have|had|makes|made|earns|earned|needs|pays|paid|spent|spends|"
-    r"costs?|gets|got|(?:will|would) (?:have|be|need|pay|make|earn|get|spend))\s+(?:a total of\s+|about\s+)?"
+    r"costs?|weighs|weighed|gets|got|(?:needs?|has|have|had) to [a-z]+|"
+    r"(?:will|would|can|could|must|should) (?:have|be|need|pay|make|earn|get|spend|cost|buy|sell|weigh|deliver))"
+    r"\s+(?:a total of\s+|about\s+)?"
     r"(-?\$?\d[\d,]*(?:\.\d+)?%?)"
-    r"(?:\s+(?!(?:of|" + _NOT_A_CLAUSE_END + r")\b)[A-Za-z']+(?:\s+(?!(?:" + _NOT_A_CLAUSE_END + r")\b)[A-Za-z']+){0,3})?"
+    r"(?:\s+(?!(?:of|" + _NOT_A_CLAUSE_END + r")\b)[A-Za-z'-]+(?:\s+(?!(?:" + _NOT_A_CLAUSE_END + r")\b)[A-Za-z'-]+){0,3})?"
     r"(?:\s*[,;](?!\s*-?\$?\d)|\s*\(|\s+(?:after|before|since|because|as|when|while|from|for|with|in|on|at|by|if|so|which|that)\b"
     r"|\s+to (?:make|buy|serve|feed|fill|cover|build|finish|complete|pay)\b|\s*[.!]?\s*$)",
     re.I)
