@@ -74,6 +74,8 @@ def decide(pred: str, gold: str) -> bool | None:
         return None if (p_math and g_text is not None and re.search(r"\d", p_math)) else False
     if not g_math or (not p_math and p_text is None):
         return False
+    if p_math.replace(" ", "") == g_math.replace(" ", ""):  # the same text ("1 hour and 31 minutes" both sides)
+        return True
     g_math = gold_list(g_math)
     if p_math.replace(" ", "") == g_math.replace(" ", ""):
         return True
