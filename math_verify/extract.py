@@ -7,15 +7,24 @@ The completion is first cut at a chat template's end-of-turn token or a few-shot
 ``Q:`` (what follows is a turn the model made up), and dollar amounts lose their ``$`` so that
 "$12 x 4 = $48" is not read as a formula.
 
-Order of preference:
-  1. the last cluster of ``\\boxed{...}`` / ``\\fbox{...}`` / ``\\boxed 5`` after the
-     last ``</think>`` (or anywhere, if nothing follows the think block);
-  2. Minerva's ``The final answer is ... I hope it is correct``;
-  3. a last line ``A: 17`` (the few-shot QA format), the last ``Answer: ...`` line (DAPO), GSM8K's ``#### 42``;
-  4. the last ``the answer is ...`` sentence;
-  5. the value the last line states (``_final_statement``).
-Two different boxes joined by "or", or a boxed "3 or 5", is a hedge: the
-extractor returns it as ``3 \\text{ or } 5`` and the verifier scores it False.
+Order of preference (the first rule that finds an answer gives it):
+  1. a JSON object the completion ends with (bare or in a ```json fence): its answer field
+     (``final_answer``, ``answer``, ``result``, ... in any case, also one level down). An object without
+     one is replaced by the text of its string fields for the rules below; a malformed one is left as it is;
+  2. the last cluster of ``\\boxed{...}`` / ``\\fbox{...}`` / ``\\boxed 5`` after the last ``</think>``
+     (or anywhere, if nothing follows the think block), unless an answer line or sentence after it names
+     a value ("... \\boxed{45} ... The final answer is 10,455.");
+  3. Minerva's ``The final answer is ... I hope it is correct``;
+  4. a last line ``A: 17`` (the few-shot QA format);
+  5. the latest answer cue that names a value: an ``Answer: ...`` line (DAPO), GSM8K's ``#### 42``,
+     a ``the answer is ...`` sentence; if none names a value, the first of them, in that order;
+  6. the value the last line states (``_final_statement``): a closing display, a formula ending the
+     sentence, or its one number; a line without a full stop only when the caller says the completion
+     finished (``finished=True``), since a cut-off computation ends the same way.
+What a cue's sentence gives (``_strip_sentence``): a choice letter with its option's text as ``(B) 12
+apples``; the value after the copula, or the one number the sentence states after dropping a reason
+(", as the true number is 900"); one value in two notations; two values are a hedge, returned as
+``3 \\text{ or } 5`` and scored False (as are two boxes joined by "or").
 """
 from __future__ import annotations
 

@@ -239,6 +239,22 @@ def test_closed_forms_with_large_powers_compare_without_expanding(completion, go
     _check(completion, gold, expected)
 
 
+@pytest.mark.parametrize("rule,completion,gold,expected", cases.ORDER_OF_PREFERENCE,
+                         ids=[f"rule{r[0]}-{k}" for k, r in enumerate(cases.ORDER_OF_PREFERENCE)])
+def test_each_rule_of_the_order_of_preference_reads_its_example_and_rejects_its_near_miss(rule, completion, gold,
+                                                                                          expected):
+    _check(completion, gold, expected)
+
+
+def test_the_order_of_preference_table_covers_every_rule_with_both_verdicts():
+    import math_verify.extract as extract
+    rules = re.findall(r"^  (\d)\. ", extract.__doc__, re.M)
+    for rule in map(int, rules):
+        verdicts = {e for r, _, _, e in cases.ORDER_OF_PREFERENCE if r == rule}
+        assert verdicts == {True, False}, rule
+    assert len(rules) == len({r for r, *_ in cases.ORDER_OF_PREFERENCE})
+
+
 @pytest.mark.parametrize("completion,gold,unknown,finished", cases.FINISHED_LAST_LINE,
                          ids=[f"{k}-{r[1]}" for k, r in enumerate(cases.FINISHED_LAST_LINE)])
 def test_a_last_line_without_a_full_stop_is_read_only_when_the_completion_finished(completion, gold, unknown, finished):
