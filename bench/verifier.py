@@ -3,11 +3,11 @@
     python bench/verifier.py                                      # this package only
     python bench/verifier.py --reference-python /work/refvenv/bin/python
     python -m math_verify.bench [...]                             # the same, from the package
-    python bench/verifier.py --cases held_out.jsonl --daemonic    # your own labelled table
+    python bench/verifier.py --cases held_out.jsonl --daemonic    # your own labelled table(s)
     python bench/verifier.py --reference                          # HF's in .cache/hf-math-verify (built once)
 
-With ``--cases`` a JSON Lines file of {"completion", "gold", "expected", "class" (optional)} rows is
-measured too (an independent table: our own tables are a regression check, not an accuracy
+With ``--cases`` JSON Lines files of {"completion", "gold", "expected", "class" (optional), "finished"
+(optional: the completion ended at EOS, passed to ``verify_batch``)} rows are measured too (an independent table: our own tables are a regression check, not an accuracy
 estimate). Every workload reports accuracy, false positives and negatives, and accuracy per class
 (the table's categories, or the file's "class" field). ``--daemonic`` also scores each workload
 from inside a daemonic multiprocessing worker (where no child process may be started) and reports
@@ -106,7 +106,8 @@ def load_cases(path: str) -> list[tuple[str, str, bool, str]]:
             continue
         try:
             r = json.loads(line)
-            rows.append((r["completion"], r["gold"], bool(r["expected"]), str(r.get("class", "all"))))
+            rows.append((r["completion"], r["gold"], bool(r["expected"]), str(r.get("class", "all")),
+                         r.get("finished") is True))
             if not isinstance(r["expected"], bool):
                 raise TypeError("expected must be true or false")
         except (ValueError, KeyError, TypeError) as e:
@@ -154,14 +155,15 @@ def _summary(name, oks, rows, lat_s, total_s):
 
 def run_ours(rows, workers, timeout):
     pairs = [(c, g) for c, g, *_ in rows]
+    finished = [len(r) > 4 and r[4] for r in rows]
     get_pool().run([("judge", "1", "1")], timeout, workers)  # start the pool outside the clock
     t0 = time.perf_counter()
-    oks = verify_batch(pairs, workers=workers, timeout=timeout)
+    oks = verify_batch(pairs, workers=workers, timeout=timeout, finished=finished)
     total = time.perf_counter() - t0
     lat = []
-    for p in pairs:
+    for p, f in zip(pairs, finished):
         t = time.perf_counter()
-        verify_batch([p], workers=workers, timeout=timeout)
+        verify_batch([p], workers=workers, timeout=timeout, finished=[f])
         lat.append(time.perf_counter() - t)
     return _summary(f"forkgrpo math_verify (workers={workers})", oks, rows, lat, total)
 
@@ -182,7 +184,8 @@ def _daemonic_verdicts(rows, timeout):
     import multiprocessing
 
     with multiprocessing.get_context("spawn").Pool(1) as pool:  # Pool workers are daemonic
-        return pool.apply(verify_batch, ([(c, g) for c, g, *_ in rows],), {"timeout": timeout})
+        return pool.apply(verify_batch, ([(c, g) for c, g, *_ in rows],),
+                          {"timeout": timeout, "finished": [len(r) > 4 and r[4] for r in rows]})
 
 
 def _print_table(title, results, rows):
@@ -221,7 +224,8 @@ def main(argv=None) -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="pool sizes to measure")
     ap.add_argument("--timeout", type=float, default=5.0, help="per-pair deadline, seconds")
     ap.add_argument("--numeric-pairs", type=int, default=512, help="size of the numeric workload")
-    ap.add_argument("--cases", help="a JSON Lines table of your own: completion, gold, expected, class (optional)")
+    ap.add_argument("--cases", nargs="+", default=[],
+                    help="JSON Lines tables of your own: completion, gold, expected, class and finished (optional)")
     ap.add_argument("--daemonic", action="store_true", help="also score from inside a daemonic worker process")
     args = ap.parse_args(argv)
     if args.reference and not args.reference_python:
@@ -231,8 +235,7 @@ def main(argv=None) -> None:
                  f"numeric ({args.numeric_pairs} DAPO/GSM8K-shaped pairs)":
                      ("numeric", lambda: numeric_workload(args.numeric_pairs))}
     workloads = {title: load() for title, (name, load) in workloads.items() if not args.only or name in args.only}
-    if args.cases:
-        workloads = {f"{args.cases}": load_cases(args.cases), **workloads}
+    workloads = {**{path: load_cases(path) for path in args.cases}, **workloads}
     for title, rows in workloads.items():
         results = [run_ours(rows, w, args.timeout) for w in args.workers]
         if args.reference_python:
