@@ -331,13 +331,15 @@ def extract_answer(completion: str, *, finished: bool = False) -> str | None:
         return None
     text = _cut_next_turn(completion[-MAX_COMPLETION_CHARS:])
     text = _after_think(text)
-    obj = _json_tail(text)
-    if obj is not None:
+    tail = _json_tail(text)
+    if tail is not None:
+        obj, start = tail
         answer = _json_answer(obj)
         if answer is not None:
             return answer
-        # An object without an answer field: its text is the completion ("reasoning": "... is 5.")
-        text = "\n\n".join(v for v in obj.values() if isinstance(v, str))
+        # An object without an answer field: the text before it and its string fields are the completion
+        # ({"reasoning": "... so the answer is 5."}, or "The answer is 42.\n\n{"confidence": 0.9}")
+        text = "\n\n".join([text[:start], *(v for v in obj.values() if isinstance(v, str))])
     text = _currency_dollars(text)
     cluster = _last_box_cluster(text)
     if cluster is not None:
@@ -411,9 +413,9 @@ _JSON_KEYS = ("final_answer", "finalanswer", "answer", "final_result", "answer_v
               "numerical_answer", "numeric_answer", "result")
 
 
-def _json_tail(text: str) -> dict | None:
-    """The JSON object a completion ends with (in a ```json fence or bare), parsed with ``json.loads``;
-    None when it does not end with one or the object is malformed.
+def _json_tail(text: str) -> tuple[dict, int] | None:
+    """(the JSON object a completion ends with, in a ```json fence or bare, parsed with ``json.loads``; where it
+    starts); None when it does not end with one or the object is malformed.
 
     One backward scan finds where the last object opens (braces counted outside strings, a quote escaped
     when an odd number of backslashes precedes it), then one parse: linear time. An object whose quotes are
@@ -452,7 +454,7 @@ def _json_tail(text: str) -> dict | None:
             obj = json.loads(json.loads('"' + raw + '"', strict=False), strict=False) if '\\"' in raw else None
         except (ValueError, TypeError, RecursionError):
             obj = None
-    return obj if isinstance(obj, dict) else None
+    return (obj, start) if isinstance(obj, dict) else None
 
 
 def _json_answer(obj: dict) -> str | None:

@@ -1192,6 +1192,8 @@ JSON_ANSWERS = [
     ('{"reasoning": "Only option B divides 36.", "answer": "B"}', "C", False),
     ('{"reasoning": "The sum is 7, hence \\\\boxed{7}.", "answer": "\\\\boxed{7}"}', "7", True),
     ('{"reasoning": "no answer field here, but the answer is 9."}', "9", True),  # the object's text, usual rules
+    ('The answer is 42.\n\n{"confidence": 0.9}', "42", True),  # no answer field: the text before it still counts
+    ('The answer is 42.\n\n{"confidence": 0.9}', "0.9", False),
     ('{"answer": true}', "1", False),
     ('Here is my answer: {"answer": 7}, and I am sure.', "7", True),  # not at the end: the usual rules read the line
     ('Here is my answer: {"answer": 7}, and I am sure.', "8", False),
