@@ -223,6 +223,9 @@ def _strip_sentence(ans: str) -> str:
     ans = re.sub(r"\s{2,}", " ", ans)  # one space per run: no pattern below meets a long run of blanks
     ans = re.sub(r"^(?:\**\s*(?:final\s+)?answer\s*\**\s*[:：]\s*\**)+", "", ans.strip(), flags=re.I).strip()
     ans = _LEADING_CUE_RE.sub("", ans)  # "the correct answer is:\n\nThe answer is (B).": the inner cue
+    end = _SENTENCE_END_RE.search(ans)  # "42. Note that 43 would be wrong.": the cue's own sentence
+    if end is not None and not re.fullmatch(r"\**[A-J]", ans[: end.start()]):  # "J. The first study ...": an option
+        ans = ans[: end.start()]
     ans = re.sub(r"\s*\.?\s*I hope it is correct\.?$", "", ans, flags=re.I)
     ans = re.sub(r"\s*\((?:since|because|as|which|i\.e\.|e\.g\.|from|by)\b[^()]{0,200}\)\s*\.?$", "", ans, flags=re.I)
     option = _option(ans)
@@ -253,6 +256,9 @@ _REASON_RE = re.compile(r"(?:\s*[,;])?\s+(?:because|since|as|given that|due to|w
 # In prose only after a comma: "42 is 3 times as many as 14" keeps its "as".
 # The end of a JSON string value: a quote before "," or "}", or an escaped newline (not a LaTeX "\\neq").
 _JSON_RESIDUE_RE = re.compile(r'"\s*[,}]|\\n(?![a-z])')
+# The end of a sentence: a full stop before a capital, not after "Mr", "Dr", "Rs", ... nor in "3.5".
+_SENTENCE_END_RE = re.compile(r"(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bDr)(?<!\bSt)(?<!\bRs)(?<!\bNo)(?<!\bvs)(?<!\b[A-Z])"
+                              r"[.!?]\s+(?=[A-Z])")
 # Brackets, quotes and underscores: code or a formula, not a sentence whose one number could be read.
 _NOT_PROSE_RE = re.compile(r"[()\[\]{}_\"\\]|'(?![a-z])|(?<![A-Za-z])'")
 _PROSE_REASON_RE = re.compile(r"\s*[,;]\s*(?:because|since|as|given that|due to|which)\b.*$", re.I | re.S)

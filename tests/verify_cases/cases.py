@@ -1237,6 +1237,15 @@ CUE_PROSE = [
     ("The answer is 42 because 6 x 7 = 42.", "42", True),
     ("So the answer is 15. Let me double-check: 3 x 5 = 15, yes.", "15", True),
     ("Answer: 3 tables.\n\nSo the correct answer is (C).", "C", True),  # the later cue names a value
+    # a cue's value followed by more sentences: the cue's own sentence
+    ("The answer is 42. Note that 43 would be wrong.", "42", True),
+    ("The answer is 42. Note that 43 would be wrong.", "43", False),
+    ("Answer: 42. The other options are 41 and 43.", "42", True),
+    ("Answer: 42. The other options are 41 and 43.", "41", False),
+    ("The answer is (B). This is because 12 is even.", "B", True),
+    ("The answer is (B). This is because 12 is even.", "(C) 12", False),
+    ("The answer is 3.5 hours. She drives 7 miles.", "3.5", True),
+    ("Answer: It will take Mr. Blue 10 days.", "10", True),
 ]
 
 # Closed forms with large powers, equal without expanding them (and unequal neighbours stay unequal).
