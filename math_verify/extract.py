@@ -347,43 +347,56 @@ def extract_answer(completion: str, *, finished: bool = False) -> str | None:
         # ({"reasoning": "... so the answer is 5."}, or "The answer is 42.\n\n{"confidence": 0.9}")
         text = "\n\n".join([text[:start], *(v for v in obj.values() if isinstance(v, str))])
     text = _currency_dollars(text)
-    cluster = _last_box_cluster(text)
-    if cluster is not None:
-        boxed, boxes_end = cluster
-        # DAPO asks for a last line "Answer: ...", Minerva for "The final answer is ...": when one
-        # follows the last box and names a value, it is the commitment.
-        later = None
-        for pattern in _LATER_RES:
-            for m in pattern.finditer(text, boxes_end):
-                if later is None or m.start() > later.start():
-                    later = m
-        if later is not None and "boxed" not in later.group(1):
-            ans = _strip_sentence(later.group(1))
-            if ans and _NAMES_VALUE_RE.search(ans):  # a value, not "the answer is correct"
-                return ans
-        return boxed.strip()
-    hope = text.lower().rfind("i hope it is correct")
-    if hope >= 0:  # Minerva: search only the window before the last closing formula
-        window = text[max(0, hope - 600) : hope + len("i hope it is correct")]
-        m = None
-        for m in _MINERVA_RE.finditer(window):
-            pass
-        if m is not None:
-            return _strip_sentence(m.group(1))
-    body = text.rstrip()
-    qa = _QA_LINE_RE.search(body[body.rfind("\n") :] if "\n" in body else body)
-    before = body[: body.rfind("\n")].rstrip() if "\n" in body else ""
-    if qa is not None and not re.search(r"(?:\bis|:)[\s*]*$", before):  # not "The answer is\nA: 18" (a choice)
-        ans = _strip_sentence(qa.group(1))
-        if ans and len(ans) <= 100 and re.search(r"\d|\\[A-Za-z]|\$", ans):
+    for rule in (_boxed_answer, _minerva_answer, _qa_line_answer, _answer_cue):  # rules 2-5, in order
+        ans = rule(text)
+        if ans is not None:
             return ans
-    ans = _answer_cue(text)
-    if ans is not None:
-        return ans
     if text.rfind("<think>") > text.rfind("</think>"):
         return None  # cut off while thinking: a line of the thought is no answer
     return _final_statement(text[text.rfind("</think>") + len("</think>") :] if "</think>" in text else text,
                             finished=finished)
+
+
+def _boxed_answer(text: str) -> str | None:
+    """The last box cluster, unless an answer line or sentence after it names a value: DAPO asks for a
+    last line "Answer: ...", Minerva for "The final answer is ..."; when one follows, it is the commitment."""
+    cluster = _last_box_cluster(text)
+    if cluster is None:
+        return None
+    boxed, boxes_end = cluster
+    later = None
+    for pattern in _LATER_RES:
+        for m in pattern.finditer(text, boxes_end):
+            if later is None or m.start() > later.start():
+                later = m
+    if later is not None and "boxed" not in later.group(1):
+        ans = _strip_sentence(later.group(1))
+        if ans and _NAMES_VALUE_RE.search(ans):  # a value, not "the answer is correct"
+            return ans
+    return boxed.strip()
+
+
+def _minerva_answer(text: str) -> str | None:
+    """Minerva's "The final answer is ... I hope it is correct", searched only before the last closing."""
+    hope = text.lower().rfind("i hope it is correct")
+    if hope < 0:
+        return None
+    window = text[max(0, hope - 600) : hope + len("i hope it is correct")]
+    m = None
+    for m in _MINERVA_RE.finditer(window):
+        pass
+    return _strip_sentence(m.group(1)) if m is not None else None
+
+
+def _qa_line_answer(text: str) -> str | None:
+    """A last line ``A: 17`` (few-shot QA), but not "The answer is\nA: 18" (option A)."""
+    body = text.rstrip()
+    qa = _QA_LINE_RE.search(body[body.rfind("\n") :] if "\n" in body else body)
+    before = body[: body.rfind("\n")].rstrip() if "\n" in body else ""
+    if qa is None or re.search(r"(?:\bis|:)[\s*]*$", before):
+        return None
+    ans = _strip_sentence(qa.group(1))
+    return ans if ans and len(ans) <= 100 and re.search(r"\d|\\[A-Za-z]|\$", ans) else None
 
 
 _NAMES_VALUE_RE = re.compile(r"\d|\\[a-zA-Z]|\$|^\([A-J]\)")
