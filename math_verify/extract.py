@@ -466,14 +466,41 @@ def _json_tail(text: str) -> tuple[dict, int] | None:
     if start is None:
         return None
     raw = body[start:]
-    try:
-        obj = json.loads(raw, strict=False)  # strict=False: raw newlines inside strings are allowed
-    except (ValueError, RecursionError):  # RecursionError: objects nested thousands deep
+    obj = None
+    # As written; with LaTeX's lone backslashes (\sqrt, \cdot: invalid JSON escapes) doubled; unescaped once.
+    for attempt in (raw, _BAD_ESCAPE_RE.sub(_double_bad_escape, raw), '"' + raw + '"' if '\\"' in raw else None):
+        if attempt is None:
+            continue
         try:
-            obj = json.loads(json.loads('"' + raw + '"', strict=False), strict=False) if '\\"' in raw else None
-        except (ValueError, TypeError, RecursionError):
+            obj = json.loads(attempt, strict=False)  # strict=False: raw newlines inside strings are allowed
+            if isinstance(obj, str):
+                obj = json.loads(obj, strict=False)
+        except (ValueError, RecursionError):  # RecursionError: objects nested thousands deep
             obj = None
-    return (obj, start) if isinstance(obj, dict) else None
+        if isinstance(obj, dict):
+            return _undo_latex_escapes(obj), start
+    return None
+
+
+_BAD_ESCAPE_RE = re.compile(r'\\(u[0-9a-fA-F]{4}|.)', re.S)
+# A model writes "\frac" in a JSON string: JSON reads \f as a form feed. A control character followed by
+# letters was a LaTeX command: \frac, \boxed, \times, \right (never a real form feed, backspace, tab, CR).
+_LATEX_ESCAPED_RE = re.compile(r"[\x0c\x08\t\r](?=[A-Za-z])")
+_LATEX_ESCAPED = {"\x0c": "\\f", "\x08": "\\b", "\t": "\\t", "\r": "\\r"}
+
+
+# In an answer field, a newline followed by the rest of a LaTeX command was that command: \\neq, \\ne, \\nu, ...
+_LATEX_NEWLINE_RE = re.compile(r"\n(?=(?:eq|e|u|abla|ot|otin|eg|exists|i|leq|geq|mid|parallel|subseteq)(?![a-z]))")
+
+
+def _double_bad_escape(m: re.Match) -> str:
+    return m.group(0) if m.group(1)[0] in '"\\/bfnrtu' and (m.group(1)[0] != "u" or len(m.group(1)) == 5) \
+        else "\\" + m.group(0)
+
+
+def _undo_latex_escapes(obj: dict) -> dict:
+    return {k: _LATEX_ESCAPED_RE.sub(lambda m: _LATEX_ESCAPED[m.group(0)], v) if isinstance(v, str) else v
+            for k, v in obj.items()}
 
 
 def _json_answer(obj: dict) -> str | None:
@@ -496,7 +523,7 @@ def _json_value(value) -> str | None:
         return ", ".join(str(v).strip() for v in value)
     if not isinstance(value, str) or not value.strip():
         return None
-    value = value.strip()
+    value = _LATEX_NEWLINE_RE.sub(r"\\n", value).strip()  # "x \neq 3" in JSON: \n was a newline
     if len(value) > 400 or _BOX_RE.search(value) or _ANSWER_IS_RE.search(value) or "\n" in value:
         return extract_answer(value, finished=True)  # a worked answer inside the field: its own final answer
     return _strip_sentence(_currency_dollars(value)) or None

@@ -347,6 +347,8 @@ HOSTILE = [
     ('{"answer": "' + '\\"' * 50_000 + '"}', "1", False),
     ("\\" * 100_000 + '"}', "1", False),
     ('"' * 100_000 + "}", "1", False),
+    ('{"answer": "' + "\\u12" * 30_000 + '"}', "1", False),
+    ('{"answer": "' + "\\" * 100_001 + '"}', "1", False),
     ("}" * 100_000, "1", False),
     ('{"answer": "' + "(A) " * 20_000 + '"}', "A", False),
     ("Answer: " + "(A) " * 100 + "done. (B)", "A", False),
@@ -1192,6 +1194,13 @@ JSON_ANSWERS = [
     ('{"reasoning": "Only option B divides 36.", "answer": "B"}', "C", False),
     ('{"reasoning": "The sum is 7, hence \\\\boxed{7}.", "answer": "\\\\boxed{7}"}', "7", True),
     ('{"reasoning": "no answer field here, but the answer is 9."}', "9", True),  # the object's text, usual rules
+    # LaTeX written into JSON strings with single backslashes: \f, \b, \t, \r, \n are JSON escapes, \s, \c invalid ones
+    (r'{"reasoning": "Half of it.", "answer": "\frac{1}{2}"}', "0.5", True),
+    (r'{"reasoning": "Half of it.", "answer": "\frac{1}{2}"}', "2", False),
+    (r'{"reasoning": "Use \sqrt and \cdot.", "answer": "2\sqrt{2}"}', r"\sqrt{8}", True),
+    (r'{"answer": "\boxed{\dfrac{\pi}{4}}"}', r"\frac{\pi}{4}", True),
+    (r'{"answer": "x \neq 3"}', "3", False),  # \n was "\neq", not a newline before "eq 3"
+    (r'{"answer": "\theta = \frac{\pi}{3}"}', r"\frac{\pi}{3}", True),
     ('The answer is 42.\n\n{"confidence": 0.9}', "42", True),  # no answer field: the text before it still counts
     ('The answer is 42.\n\n{"confidence": 0.9}', "0.9", False),
     ('{"answer": true}', "1", False),
