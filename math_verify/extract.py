@@ -541,16 +541,28 @@ _STATES_RE = re.compile(r"=|\b(?:is|are|was|were|equals|get|gets|got|gives|makes
 _CALCULATOR_RE = re.compile(r"<<[^<>\n]{0,200}>>")  # GSM8K's calculator annotations, <<9*2=18>>
 
 
+# A closing remark: a short sentence without a number, a formula, a question or a doubt ("This is the probability.")
+_REMARK_RE = re.compile(r"[A-Za-z][A-Za-z' ,]{0,80}[.!]")
+_DOUBT_RE = re.compile(r"\b(?:not|no|never|wrong|incorrect|mistake|wait|hmm|check|verify|but|however|actually|again|or|"
+                       r"maybe|perhaps|assume|if|think|guess|probably|unsure)\b|n't\b", re.I)
+
+
 def _final_statement(text: str, finished: bool = False) -> str | None:
     """Last resort: the value the completion's last line states, when it states exactly one.
 
-    A closing display formula (``\\[ \\frac72 \\]``); a concluding sentence that ends in a formula
+    A closing display formula (``\\[ \\frac72 \\]``, also before one or two closing remarks such as "This
+    is the probability."); a concluding sentence that ends in a formula
     ("Therefore the point is $(3, -2)$."); or one with exactly one number, after its last "=" if
     it has one ("She makes 9 * 2 = 18 dollars every day.", "So, Tom has 15 apples left."). A
     question, a negation or an "or" on that line, or a line that does not end a sentence (a
     completion cut off mid-thought), states nothing.
     """
-    tail = _CALCULATOR_RE.sub("", text[-2000:])
+    tail = _CALCULATOR_RE.sub("", text[-2000:]).rstrip()
+    for _ in range(2):  # "\\[ P = \\frac12 \\]\nThis is the probability.": a closing remark states nothing
+        cut = tail.rfind("\n")
+        if cut < 0 or not _REMARK_RE.fullmatch(tail[cut + 1 :].strip()) or _DOUBT_RE.search(tail[cut + 1 :]):
+            break
+        tail = tail[:cut].rstrip()
     display = _DISPLAY_END_RE.search(tail)
     if display is not None:
         return _committed((display.group(1) or display.group(2)).strip())

@@ -1255,6 +1255,11 @@ CUE_PROSE = [
     ("The answer is (B). This is because 12 is even.", "(C) 12", False),
     ("The answer is 3.5 hours. She drives 7 miles.", "3.5", True),
     ("Answer: It will take Mr. Blue 10 days.", "10", True),
+    # a final display that states the value after its computation, then a closing remark
+    ("The total is\n\\[ 3 \\times 4 = 12 \\]\nThat is the number of apples.", "12", True),
+    ("The total is\n\\[ 3 \\times 4 = 12 \\]\nThat is the number of apples.", "4", False),
+    ("So\n\\[ x = 5 \\]\nWait, let me check that again.", "5", False),  # a doubt after it
+    ("So\n\\[ x = 5 \\]\nThis is it, I think.", "5", False),
 ]
 
 # Closed forms with large powers, equal without expanding them (and unequal neighbours stay unequal).
