@@ -558,12 +558,14 @@ def _final_statement(text: str, finished: bool = False) -> str | None:
     completion cut off mid-thought), states nothing.
     """
     tail = _CALCULATOR_RE.sub("", text[-2000:]).rstrip()
+    before_remarks = tail
     for _ in range(2):  # "\\[ P = \\frac12 \\]\nThis is the probability.": a closing remark states nothing
-        cut = tail.rfind("\n")
-        if cut < 0 or not _REMARK_RE.fullmatch(tail[cut + 1 :].strip()) or _DOUBT_RE.search(tail[cut + 1 :]):
+        cut = before_remarks.rfind("\n")
+        line = before_remarks[cut + 1 :].strip()
+        if cut < 0 or not _REMARK_RE.fullmatch(line) or _DOUBT_RE.search(line):
             break
-        tail = tail[:cut].rstrip()
-    display = _DISPLAY_END_RE.search(tail)
+        before_remarks = before_remarks[:cut].rstrip()
+    display = _DISPLAY_END_RE.search(before_remarks)  # only a display: "3 + 4 = 7.\nNext, we multiply." is unfinished
     if display is not None:
         return _committed((display.group(1) or display.group(2)).strip())
     lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]

@@ -1260,6 +1260,7 @@ CUE_PROSE = [
     ("The total is\n\\[ 3 \\times 4 = 12 \\]\nThat is the number of apples.", "4", False),
     ("So\n\\[ x = 5 \\]\nWait, let me check that again.", "5", False),  # a doubt after it
     ("So\n\\[ x = 5 \\]\nThis is it, I think.", "5", False),
+    ("First, compute 3 + 4 = 7.\nNext, we multiply by the number of boxes.", "7", False),  # only after a display
 ]
 
 # Closed forms with large powers, equal without expanding them (and unequal neighbours stay unequal).
