@@ -223,9 +223,10 @@ def _strip_sentence(ans: str) -> str:
     ans = re.sub(r"\s{2,}", " ", ans)  # one space per run: no pattern below meets a long run of blanks
     ans = re.sub(r"^(?:\**\s*(?:final\s+)?answer\s*\**\s*[:：]\s*\**)+", "", ans.strip(), flags=re.I).strip()
     ans = _LEADING_CUE_RE.sub("", ans)  # "the correct answer is:\n\nThe answer is (B).": the inner cue
-    end = _SENTENCE_END_RE.search(ans)  # "42. Note that 43 would be wrong.": the cue's own sentence
-    if end is not None and not re.fullmatch(r"\**[A-J]", ans[: end.start()]):  # "J. The first study ...": an option
-        ans = ans[: end.start()]
+    end = _SENTENCE_END_RE.search(ans)  # "42. Note that 43 would be wrong.": the cue's own sentence, unless
+    if end is not None and not re.fullmatch(r"\**[A-J]", ans[: end.start()]) and _NAMES_VALUE_RE.search(
+            ans[: end.start()]) and not _ANSWER_IS_RE.search(ans, end.end()):  # a later cue commits ("A: 3 + 4 = 7. The
+        ans = ans[: end.start()]  # answer is 7."); "J. The first study ...": an option and its text
     ans = re.sub(r"\s*\.?\s*I hope it is correct\.?$", "", ans, flags=re.I)
     ans = re.sub(r"\s*\((?:since|because|as|which|i\.e\.|e\.g\.|from|by)\b[^()]{0,200}\)\s*\.?$", "", ans, flags=re.I)
     option = _option(ans)
@@ -393,10 +394,10 @@ def _qa_line_answer(text: str) -> str | None:
     body = text.rstrip()
     qa = _QA_LINE_RE.search(body[body.rfind("\n") :] if "\n" in body else body)
     before = body[: body.rfind("\n")].rstrip() if "\n" in body else ""
-    if qa is None or re.search(r"(?:\bis|:)[\s*]*$", before):
-        return None
+    if qa is None or len(qa.group(1)) > 100 or re.search(r"(?:\bis|:)[\s*]*$", before):
+        return None  # "A: <a whole solution>" (a few-shot answer run on) is read by its answer cue, not here
     ans = _strip_sentence(qa.group(1))
-    return ans if ans and len(ans) <= 100 and re.search(r"\d|\\[A-Za-z]|\$", ans) else None
+    return ans if ans and re.search(r"\d|\\[A-Za-z]|\$", ans) else None
 
 
 _NAMES_VALUE_RE = re.compile(r"\d|\\[a-zA-Z]|\$|^\([A-J]\)")
