@@ -394,8 +394,9 @@ def _qa_line_answer(text: str) -> str | None:
     body = text.rstrip()
     qa = _QA_LINE_RE.search(body[body.rfind("\n") :] if "\n" in body else body)
     before = body[: body.rfind("\n")].rstrip() if "\n" in body else ""
-    if qa is None or len(qa.group(1)) > 100 or re.search(r"(?:\bis|:)[\s*]*$", before):
-        return None  # "A: <a whole solution>" (a few-shot answer run on) is read by its answer cue, not here
+    if qa is None or len(qa.group(1)) > 100 or _SENTENCE_END_RE.search(qa.group(1)) or re.search(
+            r"(?:\bis|:)[\s*]*$", before):
+        return None  # "A: <sentences of a solution>" (a few-shot answer run on) is read by its cue, not here
     ans = _strip_sentence(qa.group(1))
     return ans if ans and re.search(r"\d|\\[A-Za-z]|\$", ans) else None
 
