@@ -95,6 +95,10 @@ INTEGERS = [
 ]
 
 DECIMALS_FRACTIONS = [
+    # two printed floats of one value (a gold computed in floating point): equal to 12 digits
+    ("The answer is 1.333333333333333.", "1.3333333333333333", True),
+    ("The answer is 1.333333334333333.", "1.3333333333333333", False),  # differs in the 10th digit
+    ("The answer is 1.3333333333333333.", "\\frac{4}{3}", False),  # a float is not the exact 4/3
     ("\\boxed{0.375}", "\\frac{3}{8}", True),
     ("\\boxed{0.38}", "\\frac{3}{8}", False),
     ("\\boxed{\\frac13}", "\\frac{1}{3}", True),
