@@ -7,7 +7,8 @@
     python bench/verifier.py --reference                          # HF's in .cache/hf-math-verify (built once)
 
 With ``--cases`` JSON Lines files of {"completion", "gold", "expected", "class" (optional), "finished"
-(optional: the completion ended at EOS, passed to ``verify_batch``)} rows are measured too (an independent table: our own tables are a regression check, not an accuracy
+(optional: the completion ended at EOS, passed to ``verify_batch``)} rows are measured too (an
+independent table: our own tables are a regression check, not an accuracy
 estimate). Every workload reports accuracy, false positives and negatives, and accuracy per class
 (the table's categories, or the file's "class" field). ``--daemonic`` also scores each workload
 from inside a daemonic multiprocessing worker (where no child process may be started) and reports

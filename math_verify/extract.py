@@ -219,16 +219,9 @@ def _value_of_sentence(ans: str) -> str:
 
 
 def _strip_sentence(ans: str) -> str:
-    ans = _JSON_RESIDUE_RE.split(ans, 1)[0]  # a cue inside a JSON string ends with the string
-    ans = re.sub(r"\s{2,}", " ", ans)  # one space per run: no pattern below meets a long run of blanks
-    ans = re.sub(r"^(?:\**\s*(?:final\s+)?answer\s*\**\s*[:：]\s*\**)+", "", ans.strip(), flags=re.I).strip()
-    ans = _LEADING_CUE_RE.sub("", ans)  # "the correct answer is:\n\nThe answer is (B).": the inner cue
-    end = _SENTENCE_END_RE.search(ans)  # "42. Note that 43 would be wrong.": the cue's own sentence, unless
-    if end is not None and not re.fullmatch(r"\**[A-J]", ans[: end.start()]) and _NAMES_VALUE_RE.search(
-            ans[: end.start()]) and not _ANSWER_IS_RE.search(ans, end.end()):  # a later cue commits ("A: 3 + 4 = 7. The
-        ans = ans[: end.start()]  # answer is 7."); "J. The first study ...": an option and its text
-    ans = re.sub(r"\s*\.?\s*I hope it is correct\.?$", "", ans, flags=re.I)
-    ans = re.sub(r"\s*\((?:since|because|as|which|i\.e\.|e\.g\.|from|by)\b[^()]{0,200}\)\s*\.?$", "", ans, flags=re.I)
+    """The value an answer line or sentence commits to: a choice letter with its option's text ``(B) 12``,
+    the value after its copula or the one number it states, one value in two notations, or a hedge."""
+    ans = _own_sentence(ans)
     option = _option(ans)
     if option is not None:
         return option
@@ -253,22 +246,20 @@ def _strip_sentence(ans: str) -> str:
     return _alternatives(ans)
 
 
-_REASON_RE = re.compile(r"(?:\s*[,;])?\s+(?:because|since|as|given that|due to|which|so that)\b.*$", re.I | re.S)
-# In prose only after a comma: "42 is 3 times as many as 14" keeps its "as".
-# The end of a JSON string value: a quote before "," or "}", or an escaped newline (not a LaTeX "\\neq").
-_JSON_RESIDUE_RE = re.compile(r'"\s*[,}]|\\n(?![a-z])')
-# The end of a sentence: a full stop before a capital, not after "Mr", "Dr", "Rs", ... nor in "3.5".
-_SENTENCE_END_RE = re.compile(r"(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bDr)(?<!\bSt)(?<!\bRs)(?<!\bNo)(?<!\bvs)(?<!\b[A-Z])"
-                              r"[.!?]\s+(?=[A-Z])")
-# Brackets, quotes and underscores: code or a formula, not a sentence whose one number could be read.
-_NOT_PROSE_RE = re.compile(r"[()\[\]{}_\"\\]|'(?![a-z])|(?<![A-Za-z])'")
-_PROSE_REASON_RE = re.compile(r"\s*[,;]\s*(?:because|since|as|given that|due to|which)\b.*$", re.I | re.S)
-_LEADING_CUE_RE = re.compile(r"^(?:(?:so|thus|hence|therefore)\b,?\s*)?the\s+(?:correct\s+|final\s+|right\s+)?"
-                             r"(?:answer|option|choice)\s+is\s*[:：]?\s*", re.I)
-# A choice letter with or without its option's text: "(B) 12 apples", "B. 12", "C) x = 3", "option C", "J. The first
-# study is ...", and a sentence that ends with one: "It will take 10 days. (C)".
-_OPTION_RE = re.compile(r"(?:option|choice)\s+\(?([A-J])\)?(?![\w(])[\s.]*$|\(([A-J])\)(?!\w)\s*|([A-J])(?:[.)]|(?=\s*$))\s*")
-_OPTION_AFTER_RE = re.compile(r"\s*\(([A-J])\)\s*\.?$")
+def _own_sentence(ans: str) -> str:
+    """The text an answer cue introduces, up to the end of its own sentence: "42. Note that 43 would be
+    wrong." gives 42, unless a later cue commits ("A: 3 + 4 = 7. The answer is 7.") or the sentence is a
+    lone option letter before its text ("J. The first study is ...")."""
+    ans = _JSON_RESIDUE_RE.split(ans, 1)[0]  # a cue inside a JSON string ends with the string
+    ans = re.sub(r"\s{2,}", " ", ans)  # one space per run: no pattern below meets a long run of blanks
+    ans = re.sub(r"^(?:\**\s*(?:final\s+)?answer\s*\**\s*[:：]\s*\**)+", "", ans.strip(), flags=re.I).strip()
+    ans = _LEADING_CUE_RE.sub("", ans)  # "the correct answer is:\n\nThe answer is (B).": the inner cue
+    end = _SENTENCE_END_RE.search(ans)
+    if end is not None and not re.fullmatch(r"\**[A-J]", ans[: end.start()]) and _NAMES_VALUE_RE.search(
+            ans[: end.start()]) and not _ANSWER_IS_RE.search(ans, end.end()):
+        ans = ans[: end.start()]
+    ans = re.sub(r"\s*\.?\s*I hope it is correct\.?$", "", ans, flags=re.I)
+    return re.sub(r"\s*\((?:since|because|as|which|i\.e\.|e\.g\.|from|by)\b[^()]{0,200}\)\s*\.?$", "", ans, flags=re.I)
 
 
 def _option(ans: str) -> str | None:
@@ -292,6 +283,24 @@ def _is_prose(value: str) -> bool:
     """Words other than units outside $...$: "off by 36 jelly beans" is prose, "5 cm" and "$6\\sqrt{3}$" are not."""
     outside = re.sub(r"\$[^$]*\$|\\[A-Za-z]+", " ", value)
     return any(w.lower() not in _UNIT_WORDS for w in _PROSE_WORD_RE.findall(outside))
+
+
+_REASON_RE = re.compile(r"(?:\s*[,;])?\s+(?:because|since|as|given that|due to|which|so that)\b.*$", re.I | re.S)
+# In prose only after a comma: "42 is 3 times as many as 14" keeps its "as".
+_PROSE_REASON_RE = re.compile(r"\s*[,;]\s*(?:because|since|as|given that|due to|which)\b.*$", re.I | re.S)
+# The end of a JSON string value: a quote before "," or "}", or an escaped newline (not a LaTeX "\\neq").
+_JSON_RESIDUE_RE = re.compile(r'"\s*[,}]|\\n(?![a-z])')
+# The end of a sentence: a full stop before a capital, not after "Mr", "Dr", "Rs", ... nor in "3.5".
+_SENTENCE_END_RE = re.compile(r"(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bDr)(?<!\bSt)(?<!\bRs)(?<!\bNo)(?<!\bvs)(?<!\b[A-Z])"
+                              r"[.!?]\s+(?=[A-Z])")
+# Brackets, quotes and underscores: code or a formula, not a sentence whose one number could be read.
+_NOT_PROSE_RE = re.compile(r"[()\[\]{}_\"\\]|'(?![a-z])|(?<![A-Za-z])'")
+_LEADING_CUE_RE = re.compile(r"^(?:(?:so|thus|hence|therefore)\b,?\s*)?the\s+(?:correct\s+|final\s+|right\s+)?"
+                             r"(?:answer|option|choice)\s+is\s*[:：]?\s*", re.I)
+# A choice letter with or without its option's text: "(B) 12 apples", "B. 12", "C) x = 3", "option C", "J. The first
+# study is ...", and a sentence that ends with one: "It will take 10 days. (C)".
+_OPTION_RE = re.compile(r"(?:option|choice)\s+\(?([A-J])\)?(?![\w(])[\s.]*$|\(([A-J])\)(?!\w)\s*|([A-J])(?:[.)]|(?=\s*$))\s*")
+_OPTION_AFTER_RE = re.compile(r"\s*\(([A-J])\)\s*\.?$")
 _ALTERNATIVE_RE = re.compile(r"(?:\s*,)?\s+or\s+|\s*\\text\{\s*or\s*\}\s*", re.I)
 
 

@@ -1264,7 +1264,8 @@ CUE_PROSE = [
     ("The total is\n\\[ 3 \\times 4 = 12 \\]\nThat is the number of apples.", "4", False),
     ("So\n\\[ x = 5 \\]\nWait, let me check that again.", "5", False),  # a doubt after it
     ("So\n\\[ x = 5 \\]\nThis is it, I think.", "5", False),
-    ("First, compute 3 + 4 = 7.\nNext, we multiply by the number of boxes.", "7", False),  # only after a display    # a few-shot answer run on: "A: <solution> The answer is N." lines, the last one cut off
+    ("First, compute 3 + 4 = 7.\nNext, we multiply by the number of boxes.", "7", False),  # only after a display
+    # a few-shot answer run on: "A: <solution> The answer is N." lines, the last one cut off
     ("A: Ann has 4 red and 5 blue pens. So she has 4 + 5 = 9 pens. The answer is 9.", "9", True),
     ("A: Ann has 4 red and 5 blue pens. So she has 4 + 5 = 9 pens. The answer is 9.", "4", False),
     ("A: Tom had 12 cards. He gave away 5, so 12 - 5 = 7 are left. The answer is 7.\n\n"
