@@ -11,14 +11,15 @@ Order of preference (the first rule that finds an answer gives it):
   1. a JSON object the completion ends with (bare or in a ```json fence): its answer field
      (``final_answer``, ``answer``, ``result``, ... in any case, also one level down). An object without
      one is replaced by the text of its string fields for the rules below; a malformed one is left as it is;
-  2. the last cluster of ``\\boxed{...}`` / ``\\fbox{...}`` / ``\\boxed 5`` after the last ``</think>``
+  2. the last closed ``<answer>...</answer>`` (the R1-Zero and GRPO templates), its content read by these rules;
+  3. the last cluster of ``\\boxed{...}`` / ``\\fbox{...}`` / ``\\boxed 5`` after the last ``</think>``
      (or anywhere, if nothing follows the think block), unless an answer line or sentence after it names
      a value ("... \\boxed{45} ... The final answer is 10,455.");
-  3. Minerva's ``The final answer is ... I hope it is correct``;
-  4. a last line ``A: 17`` (the few-shot QA format);
-  5. the latest answer cue that names a value: an ``Answer: ...`` line (DAPO), GSM8K's ``#### 42``,
+  4. Minerva's ``The final answer is ... I hope it is correct``;
+  5. a last line ``A: 17`` (the few-shot QA format);
+  6. the latest answer cue that names a value: an ``Answer: ...`` line (DAPO), GSM8K's ``#### 42``,
      a ``the answer is ...`` sentence; if none names a value, the first of them, in that order;
-  6. the value the last line states (``_final_statement``): a closing display, a formula ending the
+  7. the value the last line states (``_final_statement``): a closing display, a formula ending the
      sentence, or its one number; a line without a full stop only when the caller says the completion
      finished (``finished=True``), since a cut-off computation ends the same way.
 What a cue's sentence gives (``_strip_sentence``): a choice letter with its option's text as ``(B) 12
@@ -357,7 +358,7 @@ def extract_answer(completion: str, *, finished: bool = False) -> str | None:
         # ({"reasoning": "... so the answer is 5."}, or "The answer is 42.\n\n{"confidence": 0.9}")
         text = "\n\n".join([text[:start], *(v for v in obj.values() if isinstance(v, str))])
     text = _currency_dollars(text)
-    for rule in (_boxed_answer, _minerva_answer, _qa_line_answer, _answer_cue):  # rules 2-5, in order
+    for rule in (_answer_tag, _boxed_answer, _minerva_answer, _qa_line_answer, _answer_cue):  # rules 2-6, in order
         ans = rule(text)
         if ans is not None:
             return ans
@@ -365,6 +366,22 @@ def extract_answer(completion: str, *, finished: bool = False) -> str | None:
         return None  # cut off while thinking: a line of the thought is no answer
     return _final_statement(text[text.rfind("</think>") + len("</think>") :] if "</think>" in text else text,
                             finished=finished)
+
+
+_ANSWER_TAG_RE = re.compile(r"<answer>(.{0,2000}?)</answer>", re.S | re.I)
+
+
+def _answer_tag(text: str) -> str | None:
+    """The last closed ``<answer>...</answer>`` (the R1-Zero and GRPO templates), read by the other rules when it
+    holds more than a value (``<answer>\\boxed{8}</answer>``, ``<answer>The answer is 8.</answer>``)."""
+    start = text.lower().rfind("<answer>")
+    m = _ANSWER_TAG_RE.match(text, start) if start >= 0 else None
+    if m is None or not m.group(1).strip():
+        return None
+    content = m.group(1).strip()
+    if "\n" in content or _BOX_RE.search(content) or _ANSWER_IS_RE.search(content) or _ANSWER_LINE_RE.search(content):
+        return extract_answer(content, finished=True)
+    return _strip_sentence(content) or None
 
 
 def _boxed_answer(text: str) -> str | None:

@@ -1308,8 +1308,8 @@ CATEGORIES.update({"json_answers": JSON_ANSWERS, "choice_text": CHOICE_TEXT, "cu
                    "big_powers": BIG_POWERS})
 
 # The order of preference in extract.py's docstring, one rule at a time: (rule, completion, gold, expected).
-# Each rule has a real example (the tail of a row of real_outputs.jsonl, or of held-out-free sources named
-# there) and a near miss that must stay False.
+# Each rule has a real example (the tail of a row of real_outputs.jsonl, or of the sources named there; rule 2's
+# are written in the R1-Zero template's shape) and a near miss that must stay False.
 _GPT4O_JSON = ('{"steps":[{"explanation":"Next, solve for x by dividing both sides by 8.","output":"x = -30 / 8"},'
                '{"explanation":"To simplify the fraction -30/8, divide by 2.","output":"x = -15/4"}],"final_answer":"-15/4"}')
 ORDER_OF_PREFERENCE = [
@@ -1317,22 +1317,26 @@ ORDER_OF_PREFERENCE = [
     (1, _GPT4O_JSON, "-\\frac{30}{8}", True),
     (1, _GPT4O_JSON, "\\frac{15}{4}", False),
     (1, '{"reasoning": "so the answer is \\\\boxed{4}", "answer": "5"}', "4", False),  # the field beats a box
-    (2, "```output\n3120000\n```\nThe company pays a total of $\\boxed{3120000}$ dollars to its employees after three "
+    (2, "<think>\n5 + 3 = 8, and \\boxed{7} was a slip.\n</think>\n<answer>\n8\n</answer>", "8", True),
+    (2, "<think>\n5 + 3 = 8, and \\boxed{7} was a slip.\n</think>\n<answer>\n8\n</answer>", "7", False),
+    (2, "<think>\nx</think> <answer> The answer is \\boxed{12}. </answer>", "12", True),
+    (2, "<answer>8</answer> Wait, no: <answer>9", "8", False),  # a later tag left open: changed its mind, cut off
+    (3, "```output\n3120000\n```\nThe company pays a total of $\\boxed{3120000}$ dollars to its employees after three "
         "months.", "3120000", True),
-    (2, "```output\n3120000\n```\nThe company pays a total of $\\boxed{3120000}$ dollars to its employees after three "
+    (3, "```output\n3120000\n```\nThe company pays a total of $\\boxed{3120000}$ dollars to its employees after three "
         "months.", "2880000", False),
-    (3, "Final Answer: The final answer is $\\frac{7}{2}$. I hope it is correct.", "3.5", True),
-    (3, "Final Answer: The final answer is $\\frac{7}{2}$. I hope it is correct.", "7", False),
-    (4, "Erica has 50+46 = <<50+46=96>>96 cards.\nA: 96", "96", True),
-    (4, "Erica has 50+46 = <<50+46=96>>96 cards.\nA: 96", "46", False),
-    (4, "The answer is\nA: 18", "B", False),  # "A:" after "The answer is" is option A (text 18), not the QA line
-    (5, "That means that his hair is now 17 inches long. \nTherefore, the answer (arabic numerals) is 17.", "17", True),
-    (5, "would hold would be 44 + 80 \nTherefore, the answer (arabic numerals) is 124.", "44", False),
-    (5, "Answer: Mary should bake 4 pans worth of cupcakes in order to use up all of her sprinkles.", "4", True),
-    (5, "Answer: She has 12 apples and 5 oranges.", "12", False),
-    (6, "x = 9 + 33 = 42 inches\n\nThe mouse jumped 3 inches lesser than the frog.\n\nThe mouse jumped 42 - 3 = 39 inches.",
+    (4, "Final Answer: The final answer is $\\frac{7}{2}$. I hope it is correct.", "3.5", True),
+    (4, "Final Answer: The final answer is $\\frac{7}{2}$. I hope it is correct.", "7", False),
+    (5, "Erica has 50+46 = <<50+46=96>>96 cards.\nA: 96", "96", True),
+    (5, "Erica has 50+46 = <<50+46=96>>96 cards.\nA: 96", "46", False),
+    (5, "The answer is\nA: 18", "B", False),  # "A:" after "The answer is" is option A (text 18), not the QA line
+    (6, "That means that his hair is now 17 inches long. \nTherefore, the answer (arabic numerals) is 17.", "17", True),
+    (6, "would hold would be 44 + 80 \nTherefore, the answer (arabic numerals) is 124.", "44", False),
+    (6, "Answer: Mary should bake 4 pans worth of cupcakes in order to use up all of her sprinkles.", "4", True),
+    (6, "Answer: She has 12 apples and 5 oranges.", "12", False),
+    (7, "x = 9 + 33 = 42 inches\n\nThe mouse jumped 3 inches lesser than the frog.\n\nThe mouse jumped 42 - 3 = 39 inches.",
      "39", True),
-    (6, "x = 9 + 33 = 42 inches\n\nThe mouse jumped 3 inches lesser than the frog.\n\nThe mouse jumped 42 - 3 = 39 inches.",
+    (7, "x = 9 + 33 = 42 inches\n\nThe mouse jumped 3 inches lesser than the frog.\n\nThe mouse jumped 42 - 3 = 39 inches.",
      "42", False),
-    (6, "Grace buys 6 x 5 = 30 marbles", "30", False),  # no full stop, nothing known about the end: cut off?
+    (7, "Grace buys 6 x 5 = 30 marbles", "30", False),  # no full stop, nothing known about the end: cut off?
 ]
