@@ -462,15 +462,17 @@ _JSON_KEYS = ("final_answer", "finalanswer", "answer", "final_result", "answer_v
 
 def _json_tail(text: str) -> tuple[dict, int] | None:
     """(the JSON object a completion ends with, in a ```json fence or bare, parsed with ``json.loads``; where it
-    starts); None when it does not end with one or the object is malformed.
+    starts); None when it does not end with one or the object is malformed. After a closing fence, a short
+    remark without numbers or formulas may follow.
 
     One backward scan finds where the last object opens (braces counted outside strings, a quote escaped
     when an odd number of backslashes precedes it), then one parse: linear time. An object whose quotes are
     themselves escaped (``{\\"answer\\": 5}``, a JSON string printed raw) is unescaped once.
     """
     body = text.rstrip()
-    if body.endswith("```"):
-        body = body[:-3].rstrip()
+    fence = body.rfind("```")
+    if fence >= 0 and len(body) - fence <= 300 and not re.search(r"\d|\\[A-Za-z]", body[fence:]):
+        body = body[:fence].rstrip()  # a fence closing the object, maybe with a remark after it ("Hope this helps!")
     if not body.endswith("}"):
         return None
     depth, in_string = 0, False

@@ -1211,6 +1211,8 @@ JSON_ANSWERS = [
     ('The answer is 42.\n\n{"confidence": 0.9}', "42", True),  # no answer field: the text before it still counts
     ('The answer is 42.\n\n{"confidence": 0.9}', "0.9", False),
     ('{"answer": true}', "1", False),
+    ('Here is my solution:\n```json\n{"reasoning": "6 x 7 = 42", "answer": 42}\n```\nI hope this helps!', "42", True),
+    ('Here is my solution:\n```json\n{"reasoning": "6 x 7 = 42", "answer": 41}\n```\nI hope this helps!', "42", False),
     ('Here is my answer: {"answer": 7}, and I am sure.', "7", True),  # not at the end: the usual rules read the line
     ('Here is my answer: {"answer": 7}, and I am sure.', "8", False),
 ]
