@@ -1,6 +1,10 @@
-"""bench/vs_trl.py's summary, on synthetic runs (the GPU check's tests are in test_gpu_check.py)."""
+"""bench/vs_trl.py's summary, on synthetic runs, and bench/micro_batches.py at a tiny size (the GPU check's tests are
+in test_gpu_check.py)."""
 
-from conftest import load_script
+import subprocess
+import sys
+
+from conftest import ROOT, load_script
 
 
 def _vs_trl():
@@ -33,3 +37,26 @@ def test_vs_trl_summary_pools_steps_and_reports_seed_ranges_and_ratios():
     assert "7.0 [5.0, 8.0]" in step_row and f"{7 / 17:.2f}x" in step_row
     greedy_after = next(line for line in table if line.startswith("| greedy accuracy after"))
     assert "70.0% [60.0%, 80.0%]" in greedy_after and "x" not in greedy_after.split("|")[-2]  # no ratio for accuracy
+
+
+def test_micro_batches_bench_prints_both_rules_their_ratios_and_the_same_update():
+    """bench/micro_batches.py at a tiny size: both rules' rows and their ratios, padded tokens that are what
+    forkgrpo.micro_batches says each rule runs (scoring and update), and the same loss and gradient."""
+    bench = load_script("bench/micro_batches.py")
+    args = ["--limit", "64", "--responses", "16", "--layers", "1", "--hidden", "64", "--vocab", "256", "--prompt-len", "8",
+            "--rounds", "1", "--threads", "1"]
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "micro_batches.py"), *args], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in proc.stdout.splitlines() if line.startswith("| ")]
+    rows = {row[0]: row for row in cells}
+    lengths = [8 + n for n in bench.long_tailed_lengths(16, 64, seed=0)]
+    budget = 8 * max(lengths)
+    for name, max_tokens in (("fixed, 8 rows", 0), (f"token budget, {budget:,} tokens", budget)):
+        parts = bench.forkgrpo.micro_batches(lengths, 8, max_tokens)
+        padded = sum(len(p) * max(lengths[i] for i in p) for p in parts)
+        assert rows[name][1:3] == [str(2 * len(parts)), f"{2 * padded:,}"], rows[name]
+    ratio = rows["ratio token budget / fixed"]
+    assert len(ratio) == 8 and all(float(ratio[i]) > 0 for i in (1, 2, 4, 5, 6)), ratio
+    assert "same update: yes" in proc.stdout, proc.stdout[-2000:]
+    assert "goal (at least 1.5x as fast at no higher peak)" in proc.stdout
