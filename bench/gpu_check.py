@@ -11,6 +11,15 @@
    entropies with many ties it must be valid & (H >= tau), ties at tau kept. The time of mask and topk.
 3. A 2-step forkgrpo run in one process (--rollout hf) on a tiny random Qwen3 in bf16 with FSDP2 and
    activation checkpointing: its metric lines, and whether every loss and gradient norm is finite.
+4. forkgrpo's own scoring pass and update (old_logprobs_and_entropies, update_policy: 2 AdamW steps) at a
+   real shape on one GPU: Qwen3-1.7B's published config built from random weights (no download), float32
+   master weights and AdamW, bf16 compute through forkgrpo's FSDP2 recipe (shard), activation checkpointing,
+   128 rows of a 256-token prompt and a long-tailed response (median 1,024, a tenth at the 4,096 limit),
+   once with 8 rows per micro-batch and once with a token budget of 8 x 4,352 (the same worst case). For
+   each: peak memory (torch.cuda.max_memory_allocated) beside bench/memory_plan.py's prediction for exactly
+   these settings at W = 1, time, tokens per second and model FLOP utilisation (model_flops says how it is
+   counted). --cpu runs it on a 2-layer model with 16 responses up to 64 tokens, where the peak is not
+   measured (torch's CPU allocator keeps no peak statistics).
 
 Nothing here needs vLLM or a download; the tiny model is built in a temporary folder, with the default
 model's tokenizer when .cache/ holds it and otherwise a byte-level one built here (fallback_tokenizer).
@@ -31,7 +40,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 import forkgrpo  # noqa: E402
+import memory_plan  # noqa: E402
 
 SIZES = {  # N rows, H hidden, V vocabulary, dtype, mask entries
     "cuda": dict(n=8192, h=4096, v=151_936, dtype=torch.bfloat16, mask_n=2**24, rounds=5),
@@ -211,6 +222,145 @@ def check_run(device, rows, small):
     return ok
 
 
+# Check 4's sizes. "model" is a bench/memory_plan.py shape; the rows are prompts x group_size.
+STEP_SIZES = {
+    "cuda": dict(model=memory_plan.OTHER_MODELS["Qwen3-1.7B"], prompts=8, group_size=16, prompt_len=256, limit=4096,
+                 micro_batch=8),
+    "cpu": dict(model=memory_plan.Model("tiny Qwen3", hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, head_dim=16,
+                                        vocab=512, tied=True, published_b=0.0),
+                prompts=2, group_size=8, prompt_len=16, limit=64, micro_batch=4),
+}
+# Dense bf16 tensor-core peak FLOP/s from NVIDIA's data sheets (without sparsity), by a part of the device name.
+PEAK_BF16 = (("H100 PCIe", 756e12), ("H100", 989.4e12), ("H200", 989.4e12), ("H800", 989.4e12), ("A100", 312e12))
+
+
+def peak_flops(name):
+    return next((flops for part, flops in PEAK_BF16 if part in name), None)
+
+
+def model_flops(m, lengths, response_tokens, selected_tokens):
+    """FLOPs of one scoring pass and one update over the real tokens of rows of `lengths` (padding not counted):
+
+        10 x P_layers x tokens            decoder layers: scoring forward 2, update forward 2, its recompute
+                                          under activation checkpointing 2, backward 4 (per parameter and token)
+      + 10 x L x heads x head_dim x sum(T_i^2)   causal attention, 2 x q x T^2 per layer and forward, same 5 passes
+      + 2 x V x H x response tokens       the scoring pass's LM head (every response token)
+      + 6 x V x H x selected tokens       the update's LM head (only the forking tokens), forward and backward
+
+    MFU is this over the elapsed time and the GPU's peak dense bf16 FLOP/s. The recompute is counted (it is
+    work the GPU must do at these lengths), the padding is not (it is what a token budget saves).
+    """
+    q = m.heads * m.head_dim
+    return (10 * m.layers * memory_plan.layer_params(m) * sum(lengths) + 10 * m.layers * q * sum(t * t for t in lengths)
+            + 2 * m.vocab * m.hidden * response_tokens + 6 * m.vocab * m.hidden * selected_tokens)
+
+
+def step_workload(s, seed=0):
+    """PromptGroups of random token ids: a prompt of s["prompt_len"] tokens and long-tailed responses, one
+    group's answers alternately right and wrong (so that every group has a non-zero advantage)."""
+    g = torch.Generator().manual_seed(seed)
+    rng, groups = __import__("random").Random(seed), []
+    for _ in range(s["prompts"]):
+        lengths = memory_plan.long_tailed_lengths(s["group_size"], s["limit"], rng)
+        groups.append(forkgrpo.PromptGroup(
+            torch.randint(0, s["model"].vocab, (s["prompt_len"],), generator=g).tolist(),
+            [torch.randint(0, s["model"].vocab, (n,), generator=g).tolist() for n in lengths], None,
+            torch.tensor([1.0, -1.0] * (s["group_size"] // 2))))
+    longest = max(len(r) for grp in groups for r in grp.responses)
+    groups[0].responses[0] = groups[0].responses[0] + [0] * (s["limit"] - longest)  # one row at the limit: the worst case
+    return groups
+
+
+def planned(s, budget):
+    """bench/memory_plan.py's per-GPU prediction for exactly these settings at W = 1, without the CUDA context
+    and NCCL (which torch.cuda.max_memory_allocated does not count): (scoring peak, update or optimizer peak)."""
+    settings = memory_plan.Settings(
+        group_size=s["group_size"], prompts_per_step=s["prompts"], max_new_tokens=s["limit"], max_prompt_len=s["prompt_len"],
+        micro_batch_size=s["micro_batch"], micro_batch_tokens=budget, mini_batches=2, gpus_per_node=1,
+        context_gib=0.0, nccl_gib=0.0)
+    p = memory_plan.plan(s["model"], "H100-80GB", 1, settings, 1)
+    return p["score_peak"], max(p["update_peak"], p["optim_peak"])
+
+
+def check_step(device, rows, small):
+    """Check 4: forkgrpo's scoring pass and update at a real shape, fixed micro-batches and a token budget."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    s = STEP_SIZES["cpu" if small else "cuda"]
+    m = s["model"]
+    if device.type == "cuda":  # init_process_group (in shard) takes only an indexed device
+        device = torch.device("cuda", torch.cuda.current_device())
+    cfg = Qwen3Config(vocab_size=m.vocab, hidden_size=m.hidden, intermediate_size=m.intermediate, num_hidden_layers=m.layers,
+                      num_attention_heads=m.heads, num_key_value_heads=m.kv_heads, head_dim=m.head_dim,
+                      tie_word_embeddings=m.tied, max_position_embeddings=s["prompt_len"] + s["limit"], use_cache=False)
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    with torch.device(device):  # float32 master weights, initialised where they will live
+        lm = Qwen3ForCausalLM(cfg)
+    lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})  # as load_policy does
+    policy = forkgrpo.shard(forkgrpo.Policy(lm, activation_checkpointing=True), device, torch.bfloat16)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-6, weight_decay=0.1)  # as main() makes it
+    params = sum(p.numel() for p in policy.parameters())
+    groups = step_workload(s)
+    batch = forkgrpo.make_batch(groups, 0, device, s["group_size"], True)
+    T = s["prompt_len"] + s["limit"]
+    budget = s["micro_batch"] * T  # the fixed rule's worst micro-batch, in padded tokens
+    cuda = device.type == "cuda"
+    print(f"  check 4: {m.name}, {params:,} parameters ({memory_plan.total_params(m):,} in the plan), "
+          f"attention {lm.config._attn_implementation}, built and sharded in {time.perf_counter() - start:.0f} s", flush=True)
+
+    def one_step(config, scored_batch=None):
+        sync(device)
+        t0 = time.perf_counter()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        scored, score_metrics = forkgrpo.old_logprobs_and_entropies(policy, batch, config, None)
+        sync(device)
+        t1, score_peak = time.perf_counter(), torch.cuda.max_memory_allocated() if cuda else None
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        metrics, _ = forkgrpo.update_policy(config, policy, optimizer, scored, 0, 0, 1, None)
+        sync(device)
+        t2, update_peak = time.perf_counter(), torch.cuda.max_memory_allocated() if cuda else None
+        return t2 - t0, score_peak, update_peak, metrics
+
+    base = dict(group_size=s["group_size"], mini_batches=2, temperature=1.0, lr=1e-6, seed=0, micro_batch_size=s["micro_batch"])
+    one_step(forkgrpo.Config(**base))  # warm-up: kernels, the allocator's blocks, AdamW's moments
+    ok, valid = True, batch.response_mask
+    response_tokens = int(valid.sum())
+    lengths = batch.lengths
+    peak = peak_flops(torch.cuda.get_device_name(device)) if cuda else None
+    for rule, tokens in (("fixed", 0), ("budget", budget)):
+        config = forkgrpo.Config(**base, micro_batch_tokens=tokens)
+        parts = forkgrpo.micro_batches(lengths, s["micro_batch"], tokens)
+        padded = sum(len(p) * max(lengths[i] for i in p) for p in parts)
+        seconds, score_peak, update_peak, metrics = one_step(config)
+        selected = metrics["fork/frac_selected"] * metrics["train/tokens"]
+        flops = model_flops(m, lengths, response_tokens, selected)
+        plan_score, plan_update = planned(s, tokens)
+        finite = math.isfinite(metrics["loss/loss"]) and math.isfinite(metrics["train/grad_norm"])
+        ok &= finite
+        measured = (f"peak scoring {score_peak / 2**30:.2f} / update {update_peak / 2**30:.2f} GiB, plan "
+                    f"{plan_score / 2**30:.2f} / {plan_update / 2**30:.2f}" if cuda else
+                    f"peak n/a on CPU, plan scoring {plan_score / 2**20:.1f} / update {plan_update / 2**20:.1f} MiB")
+        mfu = f"MFU {flops / seconds / peak:.1%}" if peak else f"{flops / seconds / 1e9:.2f} GFLOP/s (MFU n/a: peak unknown)"
+        rule_text = f"{s['micro_batch']} rows per micro-batch" if not tokens else f"--micro-batch-tokens {tokens:,}"
+        rows.append((f"forkgrpo scoring pass + update (2 AdamW steps), {rule_text}",
+                     f"{m.name} shape, {len(lengths)} rows, {sum(lengths):,} tokens, {len(parts)} micro-batches, "
+                     f"{padded:,} padded",
+                     f"{measured}; {seconds:.2f} s, {sum(lengths) / seconds:,.0f} tokens/s, {mfu}; "
+                     f"loss {metrics['loss/loss']:+.4f}, grad norm {metrics['train/grad_norm']:.3f}",
+                     "ok" if finite else "FAILED"))
+    rows.append(("MFU formula (model_flops)", "per scoring pass + update, real tokens only",
+                 "(10 x P_layers x tokens + 10 x L x heads x head_dim x sum T_i^2 + 2 x V x H x response tokens "
+                 "+ 6 x V x H x selected tokens) / seconds / peak dense bf16 FLOP/s", "formula"))
+    del policy, optimizer, lm, batch
+    forkgrpo.teardown_distributed()  # shard() made a one-process group
+    if cuda:
+        torch.cuda.empty_cache()
+    return ok
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cpu", action="store_true", help="small sizes on CPU (no GPU needed)")
@@ -224,7 +374,8 @@ def main(argv=None):
     print(f"gpu_check on {name}: torch {torch.__version__}, transformers {transformers.__version__}, "
           f"{torch.get_num_threads()} CPU threads\n", flush=True)
     rows = []
-    results = [check_logprobs(device, s, rows), check_mask(device, s, rows), check_run(device, rows, args.cpu)]
+    results = [check_logprobs(device, s, rows), check_mask(device, s, rows), check_run(device, rows, args.cpu),
+               check_step(device, rows, args.cpu)]
     print("\n| check | size | result | verdict |\n|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(x.replace("|", "/") for x in r) + " |")

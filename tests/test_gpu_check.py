@@ -1,5 +1,6 @@
 """bench/gpu_check.py where a GPU machine runs it: in a copy of the working tree without .cache/ (so with
-its own byte-level tokenizer), and its mask comparison, which ties at tau must not fail."""
+its own byte-level tokenizer), its mask comparison, which ties at tau must not fail, and the pieces of its
+fourth check (the FLOP count, the workload, the plan it is set beside)."""
 
 import os
 import shutil
@@ -44,10 +45,16 @@ def test_gpu_check_cpu_passes_in_a_copy_without_the_cache(tmp_path):
                           text=True, timeout=420, cwd=tree, env=env)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and not line.startswith("| check")]
-    assert len(rows) == 4, proc.stdout[-4000:]
+    assert len(rows) == 7, proc.stdout[-4000:]
     verdicts = [row.rstrip(" |").rsplit("| ", 1)[1] for row in rows]
-    assert verdicts == ["ok", "measured", "ok", "ok"], rows
+    assert verdicts == ["ok", "measured", "ok", "ok", "ok", "ok", "formula"], rows
     assert "equal;" in rows[2] and "grad norm" in rows[3]
+    # Check 4, for both micro-batch rules: the planned peak beside the measured one (n/a on CPU), tokens per
+    # second, FLOP/s, finite loss; then the MFU formula.
+    assert "4 rows per micro-batch" in rows[4] and "--micro-batch-tokens 320" in rows[5]
+    for row in rows[4:6]:
+        assert "peak n/a on CPU, plan scoring" in row and "tokens/s" in row and "GFLOP/s" in row and "grad norm" in row
+    assert "10 x P_layers x tokens" in rows[6] and "peak dense bf16 FLOP/s" in rows[6]
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +145,51 @@ def test_mask_comparison_on_distinct_entropies_is_exactly_topk():
     top = torch.zeros_like(valid)
     top[0, torch.topk(entropy[0], k).indices] = True
     assert torch.equal(gpu_check.reference_mask(entropy, valid, k), top)
+
+
+def test_model_flops_by_hand():
+    m = gpu_check.memory_plan.Model("toy", hidden=4, intermediate=8, layers=1, heads=2, kv_heads=1, head_dim=2, vocab=10,
+                                    tied=True, published_b=0.0)
+    # One layer: q and o 4 x 4 each, k and v 4 x 2 each, q/k norms 2 each, MLP 3 x 4 x 8, two RMSNorms of 4.
+    assert gpu_check.memory_plan.layer_params(m) == 16 + 16 + 8 + 8 + 4 + 96 + 8 == 156
+    # Rows of 3 and 5 tokens, 5 response tokens of which 1 selected:
+    # 10 x 156 x 8 (layers) + 10 x 1 x 4 x (9 + 25) (attention) + 2 x 10 x 4 x 5 (scoring head) + 6 x 10 x 4 x 1 (update head)
+    assert gpu_check.model_flops(m, [3, 5], 5, 1) == 12480 + 1360 + 400 + 240
+
+
+def test_peak_flops_names_the_card_or_none():
+    assert gpu_check.peak_flops("NVIDIA H100 80GB HBM3") == 989.4e12
+    assert gpu_check.peak_flops("NVIDIA H100 PCIe") == 756e12  # not the SXM figure
+    assert gpu_check.peak_flops("NVIDIA H200") == 989.4e12
+    assert gpu_check.peak_flops("Some GPU") is None  # MFU is then reported as n/a
+
+
+@pytest.mark.parametrize("size", ["cpu", "cuda"])
+def test_step_workload_is_long_tailed_with_one_row_at_the_limit(size):
+    import forkgrpo
+
+    s = gpu_check.STEP_SIZES[size]
+    groups = gpu_check.step_workload(s)
+    responses = [len(r) for g in groups for r in g.responses]
+    assert len(groups) == s["prompts"] and all(len(g.responses) == s["group_size"] for g in groups)
+    assert max(responses) == s["limit"] and min(responses) >= 1  # the worst case the plan assumes is in the batch
+    assert all(len(g.prompt) == s["prompt_len"] for g in groups)
+    batch = forkgrpo.make_batch(groups, 0, "cpu", s["group_size"], True)
+    assert bool((batch.advantages != 0).all())  # every row gets a gradient
+    if size == "cuda":  # 128 rows: the shape the plan's simulation assumes
+        assert sorted(responses)[len(responses) // 2] < s["limit"] / 2
+        assert responses.count(s["limit"]) >= len(responses) // 20
+
+
+def test_planned_peaks_are_the_memory_plans_at_w_1_without_context():
+    mp = gpu_check.memory_plan
+    s = gpu_check.STEP_SIZES["cuda"]
+    score, update = gpu_check.planned(s, 0)
+    settings = mp.Settings(group_size=16, prompts_per_step=8, max_new_tokens=4096, max_prompt_len=256, micro_batch_size=8,
+                           mini_batches=2, gpus_per_node=1, context_gib=0.0, nccl_gib=0.0)
+    p = mp.plan(s["model"], "H100-80GB", 1, settings, 1)
+    assert (score, update) == (p["score_peak"], max(p["update_peak"], p["optim_peak"]))
+    # float32 weights, gradients and AdamW of 1.72B parameters (27.5 GiB) and the activations fit one 80 GB GPU
+    assert update < 0.9 * 80e9
+    same_worst_case = gpu_check.planned(s, 8 * (256 + 4096))
+    assert same_worst_case[0] >= score and same_worst_case[1] - update < 0.01 * 2**30  # only the head's rows differ
