@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -361,6 +362,19 @@ def check_step(device, rows, small):
     return ok
 
 
+def guarded(name, check, rows):
+    """check()'s verdict, or False and a FAILED row with the error if it raised (an out-of-memory error, an API
+    that moved): a machine lent for minutes still prints the other checks' table."""
+    try:
+        return check()
+    except Exception as e:  # noqa: BLE001 -- reported in the table and on stderr, never swallowed
+        traceback.print_exc()
+        rows.append((name, "raised", f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}", "FAILED"))
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        return False
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cpu", action="store_true", help="small sizes on CPU (no GPU needed)")
@@ -373,9 +387,14 @@ def main(argv=None):
     import transformers
     print(f"gpu_check on {name}: torch {torch.__version__}, transformers {transformers.__version__}, "
           f"{torch.get_num_threads()} CPU threads\n", flush=True)
-    rows = []
-    results = [check_logprobs(device, s, rows), check_mask(device, s, rows), check_run(device, rows, args.cpu),
-               check_step(device, rows, args.cpu)]
+    rows, start = [], time.perf_counter()
+    checks = [("1. chunked log-probs", lambda: check_logprobs(device, s, rows)), ("2. forking mask", lambda: check_mask(device, s, rows)),
+              ("3. forkgrpo steps", lambda: check_run(device, rows, args.cpu)),
+              ("4. scoring pass and update", lambda: check_step(device, rows, args.cpu))]
+    results = []
+    for name, check in checks:
+        results.append(guarded(name, check, rows))
+        print(f"  {name}: done at {time.perf_counter() - start:.0f} s", flush=True)
     print("\n| check | size | result | verdict |\n|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(x.replace("|", "/") for x in r) + " |")

@@ -193,3 +193,15 @@ def test_planned_peaks_are_the_memory_plans_at_w_1_without_context():
     assert update < 0.9 * 80e9
     same_worst_case = gpu_check.planned(s, 8 * (256 + 4096))
     assert same_worst_case[0] >= score and same_worst_case[1] - update < 0.01 * 2**30  # only the head's rows differ
+
+
+def test_a_check_that_raises_is_a_failed_row_not_a_lost_table():
+    rows = []
+
+    def out_of_memory():
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    assert gpu_check.guarded("4. scoring pass and update", out_of_memory, rows) is False
+    assert rows == [("4. scoring pass and update", "raised", "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
+                     "FAILED")]
+    assert gpu_check.guarded("ok", lambda: True, rows) is True and len(rows) == 1
