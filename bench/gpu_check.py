@@ -283,79 +283,83 @@ def planned(s, budget):
     return p["score_peak"], max(p["update_peak"], p["optim_peak"])
 
 
-def check_step(device, rows, small):
-    """Check 4: forkgrpo's scoring pass and update at a real shape, fixed micro-batches and a token budget."""
+def build_step_policy(m, device, max_len):
+    """A random-weight Qwen3 of shape m as forkgrpo trains it: float32 master weights built on `device`,
+    activation checkpointing as load_policy enables it, FSDP2 in bf16 through forkgrpo.shard, AdamW as main() makes it."""
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    s = STEP_SIZES["cpu" if small else "cuda"]
-    m = s["model"]
-    if device.type == "cuda":  # init_process_group (in shard) takes only an indexed device
-        device = torch.device("cuda", torch.cuda.current_device())
     cfg = Qwen3Config(vocab_size=m.vocab, hidden_size=m.hidden, intermediate_size=m.intermediate, num_hidden_layers=m.layers,
                       num_attention_heads=m.heads, num_key_value_heads=m.kv_heads, head_dim=m.head_dim,
-                      tie_word_embeddings=m.tied, max_position_embeddings=s["prompt_len"] + s["limit"], use_cache=False)
-    start = time.perf_counter()
+                      tie_word_embeddings=m.tied, max_position_embeddings=max_len, use_cache=False)
     torch.manual_seed(0)
-    with torch.device(device):  # float32 master weights, initialised where they will live
+    with torch.device(device):  # initialised where they will live
         lm = Qwen3ForCausalLM(cfg)
-    lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})  # as load_policy does
+    lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     policy = forkgrpo.shard(forkgrpo.Policy(lm, activation_checkpointing=True), device, torch.bfloat16)
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-6, weight_decay=0.1)  # as main() makes it
-    params = sum(p.numel() for p in policy.parameters())
-    groups = step_workload(s)
-    batch = forkgrpo.make_batch(groups, 0, device, s["group_size"], True)
-    T = s["prompt_len"] + s["limit"]
-    budget = s["micro_batch"] * T  # the fixed rule's worst micro-batch, in padded tokens
+    return policy, torch.optim.AdamW(policy.parameters(), lr=1e-6, weight_decay=0.1), lm.config._attn_implementation
+
+
+def scoring_and_update(policy, optimizer, batch, config, device):
+    """One scoring pass and one update as main() runs them: (seconds, scoring peak, update peak, update metrics);
+    the peaks are torch.cuda.max_memory_allocated (everything allocated, resident state included), None on CPU."""
     cuda = device.type == "cuda"
-    print(f"  check 4: {m.name}, {params:,} parameters ({memory_plan.total_params(m):,} in the plan), "
-          f"attention {lm.config._attn_implementation}, built and sharded in {time.perf_counter() - start:.0f} s", flush=True)
+    peaks = []
+    sync(device)
+    start = time.perf_counter()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    scored, _ = forkgrpo.old_logprobs_and_entropies(policy, batch, config, None)
+    sync(device)
+    if cuda:
+        peaks.append(torch.cuda.max_memory_allocated())
+        torch.cuda.reset_peak_memory_stats()
+    metrics, _ = forkgrpo.update_policy(config, policy, optimizer, scored, 0, 0, 1, None)
+    sync(device)
+    if cuda:
+        peaks.append(torch.cuda.max_memory_allocated())
+    return time.perf_counter() - start, *(peaks or [None, None]), metrics
 
-    def one_step(config, scored_batch=None):
-        sync(device)
-        t0 = time.perf_counter()
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        scored, score_metrics = forkgrpo.old_logprobs_and_entropies(policy, batch, config, None)
-        sync(device)
-        t1, score_peak = time.perf_counter(), torch.cuda.max_memory_allocated() if cuda else None
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        metrics, _ = forkgrpo.update_policy(config, policy, optimizer, scored, 0, 0, 1, None)
-        sync(device)
-        t2, update_peak = time.perf_counter(), torch.cuda.max_memory_allocated() if cuda else None
-        return t2 - t0, score_peak, update_peak, metrics
 
+def check_step(device, rows, small):
+    """Check 4: forkgrpo's scoring pass and update at a real shape, fixed micro-batches and a token budget."""
+    s = STEP_SIZES["cpu" if small else "cuda"]
+    m, cuda = s["model"], device.type == "cuda"
+    if cuda:  # init_process_group (in shard) takes only an indexed device
+        device = torch.device("cuda", torch.cuda.current_device())
+    start = time.perf_counter()
+    policy, optimizer, attention = build_step_policy(m, device, s["prompt_len"] + s["limit"])
+    params = sum(p.numel() for p in policy.parameters())
+    print(f"  check 4: {m.name}, {params:,} parameters ({memory_plan.total_params(m):,} in the plan), attention "
+          f"{attention}, built and sharded in {time.perf_counter() - start:.0f} s", flush=True)
+    batch = forkgrpo.make_batch(step_workload(s), 0, device, s["group_size"], True)
+    lengths, response_tokens = batch.lengths, int(batch.response_mask.sum())
+    budget = s["micro_batch"] * (s["prompt_len"] + s["limit"])  # the fixed rule's worst micro-batch, in padded tokens
     base = dict(group_size=s["group_size"], mini_batches=2, temperature=1.0, lr=1e-6, seed=0, micro_batch_size=s["micro_batch"])
-    one_step(forkgrpo.Config(**base))  # warm-up: kernels, the allocator's blocks, AdamW's moments
-    ok, valid = True, batch.response_mask
-    response_tokens = int(valid.sum())
-    lengths = batch.lengths
+    scoring_and_update(policy, optimizer, batch, forkgrpo.Config(**base), device)  # warm-up: kernels, allocator, AdamW moments
     peak = peak_flops(torch.cuda.get_device_name(device)) if cuda else None
-    for rule, tokens in (("fixed", 0), ("budget", budget)):
-        config = forkgrpo.Config(**base, micro_batch_tokens=tokens)
+    ok = True
+    for tokens in (0, budget):
         parts = forkgrpo.micro_batches(lengths, s["micro_batch"], tokens)
-        padded = sum(len(p) * max(lengths[i] for i in p) for p in parts)
-        seconds, score_peak, update_peak, metrics = one_step(config)
-        selected = metrics["fork/frac_selected"] * metrics["train/tokens"]
-        flops = model_flops(m, lengths, response_tokens, selected)
+        seconds, score_peak, update_peak, metrics = scoring_and_update(
+            policy, optimizer, batch, forkgrpo.Config(**base, micro_batch_tokens=tokens), device)
+        flops = model_flops(m, lengths, response_tokens, metrics["fork/frac_selected"] * metrics["train/tokens"])
         plan_score, plan_update = planned(s, tokens)
         finite = math.isfinite(metrics["loss/loss"]) and math.isfinite(metrics["train/grad_norm"])
         ok &= finite
-        measured = (f"peak scoring {score_peak / 2**30:.2f} / update {update_peak / 2**30:.2f} GiB, plan "
-                    f"{plan_score / 2**30:.2f} / {plan_update / 2**30:.2f}" if cuda else
-                    f"peak n/a on CPU, plan scoring {plan_score / 2**20:.1f} / update {plan_update / 2**20:.1f} MiB")
+        memory = (f"peak scoring {score_peak / 2**30:.2f} / update {update_peak / 2**30:.2f} GiB, plan "
+                  f"{plan_score / 2**30:.2f} / {plan_update / 2**30:.2f}" if cuda else
+                  f"peak n/a on CPU, plan scoring {plan_score / 2**20:.1f} / update {plan_update / 2**20:.1f} MiB")
         mfu = f"MFU {flops / seconds / peak:.1%}" if peak else f"{flops / seconds / 1e9:.2f} GFLOP/s (MFU n/a: peak unknown)"
-        rule_text = f"{s['micro_batch']} rows per micro-batch" if not tokens else f"--micro-batch-tokens {tokens:,}"
-        rows.append((f"forkgrpo scoring pass + update (2 AdamW steps), {rule_text}",
+        rule = f"--micro-batch-tokens {tokens:,}" if tokens else f"{s['micro_batch']} rows per micro-batch"
+        rows.append((f"forkgrpo scoring pass + update (2 AdamW steps), {rule}",
                      f"{m.name} shape, {len(lengths)} rows, {sum(lengths):,} tokens, {len(parts)} micro-batches, "
-                     f"{padded:,} padded",
-                     f"{measured}; {seconds:.2f} s, {sum(lengths) / seconds:,.0f} tokens/s, {mfu}; "
-                     f"loss {metrics['loss/loss']:+.4f}, grad norm {metrics['train/grad_norm']:.3f}",
-                     "ok" if finite else "FAILED"))
+                     f"{sum(len(p) * max(lengths[i] for i in p) for p in parts):,} padded",
+                     f"{memory}; {seconds:.2f} s, {sum(lengths) / seconds:,.0f} tokens/s, {mfu}; "
+                     f"loss {metrics['loss/loss']:+.4f}, grad norm {metrics['train/grad_norm']:.3f}", "ok" if finite else "FAILED"))
     rows.append(("MFU formula (model_flops)", "per scoring pass + update, real tokens only",
                  "(10 x P_layers x tokens + 10 x L x heads x head_dim x sum T_i^2 + 2 x V x H x response tokens "
                  "+ 6 x V x H x selected tokens) / seconds / peak dense bf16 FLOP/s", "formula"))
-    del policy, optimizer, lm, batch
+    del policy, optimizer, batch
     forkgrpo.teardown_distributed()  # shard() made a one-process group
     if cuda:
         torch.cuda.empty_cache()
