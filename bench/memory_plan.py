@@ -330,7 +330,8 @@ def rule_name(s):
 
 def headline_table(names, gpus, nodes_list, s):
     lines = [f"| model | GPUs | as in the paper ({rule_name(s)}, vLLM TP 1): training peak / usable GiB | "
-             "fits as is? | recommended: micro-batch, vLLM TP, gpu_memory_utilization | training peak GiB (spare) | "
+             f"fits as is? | recommended: {'--micro-batch-tokens' if s.micro_batch_tokens else 'micro-batch'}, vLLM TP, gpu_memory_utilization | "
+             "training peak GiB (spare) | "
              "full-length sequences per engine |",
              "|---|---|---:|---|---|---:|---:|"]
     for name in names:
@@ -341,7 +342,7 @@ def headline_table(names, gpus, nodes_list, s):
                 as_is = "yes" if p["fits_train"] and p["fits_rollout"] else "no"
                 mb, tp, q = recommend(m, gpu, nodes, s)
                 if q["fits_train"] and q["fits_rollout"]:
-                    rec = f"{mb}, {tp}, {q['util']:.2f}"
+                    rec = f"{s.micro_batch_tokens if s.micro_batch_tokens else mb}, {tp}, {q['util']:.2f}"  # a budget: as given
                     spare = f"{gib(q['train_peak'])} ({gib(q['usable'] - q['train_peak'])})"
                     seqs = str(q["full_seqs"])
                 else:
