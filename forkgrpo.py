@@ -4,13 +4,15 @@ Reinforcement learning with verifiable rewards (RLVR) on math problems with GRPO
 refinements, where the policy gradient flows only through the "forking tokens": the top rho = 20%
 of response tokens by entropy, where a chain of thought branches (Wang et al., "Beyond the 80/20
 Rule", arXiv 2506.01939). Everything a run needs is in this file; its one local import is
-math_verify, the answer checker beside it. Read it top to bottom: config, the pure algorithm
-functions (torch only: copy them freely), reward, data, distributed set-up, model, rollout engines,
-the training step's phases (collect, batch, score, update), evaluation, the run's files (data files,
-the locked run folder, checkpoints, the metrics log: skip them to follow the method), then main().
-Each phase returns a dict of finished metrics, reduced over ranks by name (docs/metrics.md explains
-every key). Three seams take your own code without editing a function: a reward (main's
-`reward_fn`), a token selection (`@token_selection`), a rollout engine (`RolloutEngine`).
+math_verify, the answer checker beside it.
+
+Read it top to bottom. The method is three sections: ALGORITHM (pure functions on tensors: copy them
+freely), TRAINING STEP (one step's phases: collect, batch, score, update) and MAIN. The sections in
+between are plumbing a reader of the method may skip: config, reward, data, distributed set-up,
+model, rollout engines, evaluation, and the run's files. Each phase returns a dict of finished
+metrics, reduced over ranks by name (docs/metrics.md explains every key). Three seams take your own
+code without editing a function: a reward (main's `reward_fn`), a token selection
+(`forking_token_mask`'s `mode`), a rollout engine (`RolloutEngine`).
 
 The algorithm; main() repeats these steps as numbered comments. Each training step:
   1. Rollout: sample G responses for each prompt at temperature T (vLLM or transformers).
@@ -40,10 +42,12 @@ Run:
   ./run.sh                                    # the embedded default, on CPU, in minutes
   python forkgrpo.py --model Qwen/Qwen3-0.6B  # one GPU, no torchrun needed
   torchrun --nproc_per_node=8 forkgrpo.py --model Qwen/Qwen3-8B-Base --data dapo-math-17k.parquet \\
+      --eval-data aime24=aime24.parquet,aime25=aime25.parquet,amc23=amc23.jsonl,math500=math500.jsonl,\\
+minerva=minerva.jsonl,olympiad=olympiadbench.jsonl --eval-samples 16 --eval-every 20 \\
       --template base --group-size 16 --prompts-per-step 512 --mini-batches 16 --max-new-tokens 20480 \\
       --overlong-cache 4096 --temperature 1.0 --lr 1e-6 --max-prompt-len 2048 --clip-ratio-c 10 \\
-      --eval-samples 16 --micro-batch-size 4 --max-draws 10 --activation-checkpointing \\
-      --steps 1000 --save-every 20 --eval-every 20  # steps: budget; the authors ran 16 nodes x 8 GPUs
+      --micro-batch-tokens 90112 --max-draws 10 --activation-checkpointing \\
+      --steps 1000 --save-every 20  # steps: budget; the authors ran 16 nodes x 8 GPUs
   add --rho 1.0 for the DAPO baseline, --fork-mode bottom --rho 0.8 for the paper's ablation.
 
 References: GRPO (arXiv 2402.03300), DAPO (arXiv 2503.14476), forking tokens (arXiv 2506.01939 v2),
@@ -74,6 +78,7 @@ import argparse
 import ast
 import collections
 import dataclasses
+import datetime
 import errno
 import fcntl
 import functools
@@ -84,6 +89,7 @@ import logging
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import sys
@@ -96,12 +102,204 @@ import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from tqdm import tqdm
+
+
+# ======================================================================================
+# CONFIG
+#
+# One dataclass; the command line is generated from its fields, each with its help as the
+# docstring under it. Where a default differs from the paper's, the docstring says so: the
+# defaults are the paper's recipe scaled down to train the embedded 135M model on 2 CPU cores in
+# a few minutes; the README gives the paper-scale command.
+# ======================================================================================
+
+
+@dataclass
+class Config:
+    # --- model ---
+    model: str = "default"
+    """causal LM: a transformers hub id or local folder; "default" is SmolLM2-135M-Instruct, prepared by ./run.sh in .cache/"""
+    template: Literal["auto", "base", "chat"] = "auto"
+    """prompt template: "base" (the paper's User:/Assistant: template), "chat" (the tokenizer's), "auto" (chat if the tokenizer has one)"""
+    activation_checkpointing: bool = False
+    """recompute each decoder layer's activations in backward (for long responses)"""
+
+    # --- data ---
+    data: str = ""
+    """training set, .jsonl or .parquet in a layout of LAYOUTS (DAPO-Math-17K's works as shipped); empty: the built-in arithmetic word problems"""
+    eval_data: str = ""
+    """held-out sets, NAME=PATH entries separated by commas (a bare PATH is named by its file stem), each in a layout of LAYOUTS; empty: the built-in held-out split (with --data: no evaluation)"""
+    prompt_key: str = "prompt"
+    """key of the question (a string or a chat message list), tried before LAYOUTS' keys; dots go into nested dicts"""
+    answer_key: str = "reward_model.ground_truth"
+    """key of the gold answer, tried with --prompt-key before LAYOUTS' keys; dots go into nested dicts"""
+    max_prompt_len: int = 512
+    """prompts longer than this many tokens are skipped and counted, never truncated"""
+    eval_size: int = -1
+    """problems evaluated from each eval set (its first ones); -1: every problem of an --eval-data file, 128 of the built-in split (a greedy accuracy near 50% has a standard error of 4.4 points); 0: no evaluation"""
+    dedup: bool = True
+    """drop --data rows whose (prompt, answer) repeats an earlier row (DAPO-Math-17K as shipped repeats each problem about 100 times)"""
+
+    # --- rollout ---
+    rollout: Literal["auto", "vllm", "hf"] = "auto"
+    """generation engine: "vllm", "hf" (transformers generate), "auto" (vLLM if importable)"""
+    group_size: int = 8
+    """G, responses per prompt (paper: 16)"""
+    prompts_per_step: int = 4
+    """prompts per rollout step, over all ranks (paper: 512 via DAPO)"""
+    max_new_tokens: int = 64
+    """response length limit (paper: 20480)"""
+    temperature: float = 0.5
+    """T, sampling temperature; also the T of the entropy and log-probs (paper: 1.0; at 1.0 the 135M default answers ~1% right)"""
+    top_p: float = 1.0
+    """nucleus sampling (paper: 1.0)"""
+    vllm_tp: int = 1
+    """vLLM tensor-parallel size (ranks that share one engine)"""
+    vllm_gpu_memory_utilization: float = 0.5
+    """fraction of GPU memory the vLLM engine may take while it is awake; refused at start when the trainer's weights and AdamW state would not fit beside it"""
+
+    # --- algorithm ---
+    rho: float = 0.2
+    """fraction of tokens that get the policy gradient (paper: 0.2; 1.0 is plain DAPO)"""
+    fork_mode: Literal["top", "bottom", "random"] = "top"
+    """which tokens: "top" entropy (forking tokens), "bottom" (ablation, with --rho 0.8), "random" (control)"""
+    loss_norm: Literal["selected", "all"] = "selected"
+    """loss denominator: "selected" tokens (paper v2, authors' code) or "all" response tokens (paper v1, TRL)"""
+    eps_low: float = 0.2
+    """lower clip range of the ratio (DAPO: 0.2)"""
+    eps_high: float = 0.28
+    """upper clip range, clip-higher (DAPO: 0.28)"""
+    clip_ratio_c: float = 10.0
+    """dual clip: the loss of a token with A < 0 is capped at clip_ratio_c * |A| (the authors' script: 10; verl's default 3; 0: off)"""
+    incorrect_reward: float = -1.0
+    """reward of a wrong answer; a right one gets +1 (DAPO: -1; the paper's Eq. 3 and the authors' scorer: 0)"""
+    entropy_from: Literal["scoring", "current"] = "scoring"
+    """entropies of the forking mask: "scoring" (the scoring pass, for every mini-batch) or "current" (re-scored before each mini-batch after the first: the training policy's, as paper v2 Sec. 2.1 states)"""
+    scale_by_std: bool = True
+    """divide advantages by the group std (GRPO/DAPO); --no-scale-by-std is Dr. GRPO"""
+    overlong_cache: int = 16
+    """DAPO soft overlong punishment: penalty ramps over the last this-many tokens (paper: 4096 of 20480)"""
+    overlong_factor: float = 1.0
+    """scale of the overlong penalty (DAPO: 1.0; 0 turns it off)"""
+    dynamic_sampling: bool = True
+    """DAPO dynamic sampling: drop all-right and all-wrong groups, draw more prompts to refill"""
+    max_draws: int = 1
+    """dynamic sampling: at most this many rollout rounds per step (verl's DAPO recipe: up to 10; 1 here: groups are filtered, not refilled)"""
+
+    # --- optimisation ---
+    steps: int = 8
+    """training steps: each is one rollout round followed by --mini-batches optimizer updates"""
+    lr: float = 1e-5
+    """AdamW learning rate, constant after warm-up (paper: 1e-6; higher here for the small model and few steps; at 2e-5 one seed of three collapsed onto short wrong answers)"""
+    warmup_steps: int = 0
+    """linear learning-rate warm-up, in steps"""
+    weight_decay: float = 0.1
+    """AdamW weight decay (DAPO's verl recipe: 0.1)"""
+    grad_clip: float = 1.0
+    """global gradient-norm clip (paper: 1.0); 0: no clipping"""
+    mini_batches: int = 1
+    """optimizer steps per rollout: the batch splits into this many (DAPO: 512 prompts / 32 = 16)"""
+    micro_batch_size: int = 8
+    """sequences per forward/backward on each rank (memory only: the gradient does not change)"""
+    micro_batch_tokens: int = 0
+    """if > 0, micro-batches instead hold rows sorted by length, at most this many padded tokens each (a longer row alone), as verl's dynamic batch size; memory only: the gradient does not change"""
+
+    # --- system ---
+    dtype: Literal["auto", "bfloat16", "float32"] = "auto"
+    """compute dtype of the trainer and vLLM: "auto" (bfloat16 on CUDA, float32 on CPU), "bfloat16", "float32"; weights and optimizer state stay float32"""
+    seed: int = 0
+    """seeds data order, sampling and the random fork mode; a run is reproducible on CPU"""
+    out_dir: str = "runs/forkgrpo"
+    """metrics.jsonl, checkpoints and the final model go here; a folder that holds an earlier run is refused (the default takes the next free runs/forkgrpo-N instead)"""
+    overwrite: bool = False
+    """start afresh in an --out-dir that holds an earlier run, deleting that run's metrics, checkpoints and final model"""
+    eval_every: int = 0
+    """evaluate every this many steps (and at start and end); 0: only at start and end"""
+    eval_samples: int = 2
+    """k samples per eval problem for mean@k and pass@k (the paper's avg@16: 16)"""
+    save_every: int = 0
+    """checkpoint every this many steps (and on Ctrl-C); 0: only on Ctrl-C"""
+    save_hf_every: int = 0
+    """keep a transformers snapshot of the policy in out_dir/hf/step_N every this many steps (for experiments/overlap.py); 0: none"""
+    resume: str = ""
+    """a checkpoint folder to resume from, or "auto" for the latest in out_dir; only a run with the same options continues"""
+    verify_timeout: float = 5.0
+    """seconds per answer for the verifier; slower answers score as wrong"""
+    dist_timeout: float = 180.0
+    """minutes a rank waits in a collective for the slowest rank before the job aborts (torch's NCCL default, 10, is shorter than one rollout of the paper's 20,480-token responses)"""
+    wandb_project: str = ""
+    """log every metric line and the config to this Weights & Biases project (WANDB_MODE=offline needs no network); empty: off"""
+
+
+DOMAINS = (  # (what --help and errors say, the check, the options it applies to); every float must also be finite
+    (">= 2", lambda v: v >= 2, "group_size"),
+    (">= 1", lambda v: v >= 1, "max_prompt_len prompts_per_step max_new_tokens vllm_tp max_draws mini_batches "
+                               "micro_batch_size eval_samples"),
+    (">= 0", lambda v: v >= 0, "eps_high clip_ratio_c overlong_cache overlong_factor steps warmup_steps weight_decay "
+                               "grad_clip micro_batch_tokens seed eval_every save_every save_hf_every"),
+    (">= -1", lambda v: v >= -1, "eval_size"),
+    ("> 0", lambda v: v > 0, "temperature lr verify_timeout dist_timeout"),
+    ("in (0, 1]", lambda v: 0 < v <= 1, "top_p vllm_gpu_memory_utilization rho"),
+    ("in [0, 1)", lambda v: 0 <= v < 1, "eps_low"),
+    ("< 1", lambda v: v < 1, "incorrect_reward"),
+)
+DOMAIN = {name: (rule, check) for rule, check, names in DOMAINS for name in names.split()}
+
+
+def _field_docs(cls):
+    """The docstring under each dataclass field, read from the source (Python keeps no attribute docstrings)."""
+    try:
+        body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    except (OSError, TypeError):  # no source (frozen app): --help without docs
+        return {}
+    return {a.target.id: b.value.value for a, b in zip(body, body[1:]) if isinstance(a, ast.AnnAssign)
+            and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str)}
+
+
+def parse_config(argv=None):
+    """Config from the command line: --flag-name for every field, its docstring as help, its domain checked."""
+    parser = argparse.ArgumentParser(prog="forkgrpo.py", description="Forking-token RLVR (arXiv 2506.01939) with GRPO/DAPO.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                     allow_abbrev=False)  # --out is not --out-dir: run.sh and the trainer agree on names
+    docs = _field_docs(Config)
+    for f in dataclasses.fields(Config):
+        flag, kwargs = "--" + f.name.replace("_", "-"), dict(default=f.default, help=docs.get(f.name, ""))
+        if f.type is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif typing.get_origin(f.type) is Literal:
+            parser.add_argument(flag, choices=typing.get_args(f.type), **kwargs)
+        else:
+            parser.add_argument(flag, type=f.type, **kwargs)
+    cfg = Config(**vars(parser.parse_args(argv)))
+    if problem := config_problem(cfg):
+        parser.error(problem)
+    return cfg
+
+
+def config_problem(cfg):
+    """The first invalid option, as a message naming it; None when all are valid."""
+    for name, value in dataclasses.asdict(cfg).items():
+        flag, (rule, check) = "--" + name.replace("_", "-"), DOMAIN.get(name, ("", None))
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{flag} must be a finite number, got {value}"
+        if check and not check(value):
+            return f"{flag} must be {rule}, got {value}"
+    if cfg.overwrite and cfg.resume:
+        return "--overwrite starts afresh and --resume continues: choose one"
+    if not (cfg.clip_ratio_c == 0 or cfg.clip_ratio_c > 1 + cfg.eps_high):
+        return f"--clip-ratio-c must be 0 (off) or > 1 + --eps-high, got {cfg.clip_ratio_c}"
+    if cfg.overlong_cache > cfg.max_new_tokens:
+        return f"--overlong-cache must be <= --max-new-tokens, got {cfg.overlong_cache}"
+    try:
+        eval_files(cfg.eval_data)
+    except InputError as e:
+        return str(e)
+    return None
 
 
 class InputError(ValueError):
@@ -117,204 +315,17 @@ def _first_line(e):
     return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
 
 
-# ======================================================================================
-# CONFIG
-#
-# One dataclass; the command line is generated from its fields. Each field declares its type,
-# its domain (Annotated: ">= 2", "> 0", "in (0, 1]"; every float must also be finite) or its
-# choices (Literal), and its help: the docstring under it. Where a default differs from the
-# paper's, the docstring says so: the defaults are the paper's recipe scaled down to train the
-# embedded 135M model on 2 CPU cores in a few minutes; the README gives the paper-scale command.
-# ======================================================================================
-
-TOKEN_SELECTIONS = {}  # --fork-mode NAME -> (rule, fork/tau edge); filled by @token_selection below
+def describe_os_error(e):
+    """One line for an error of the disk (no space, read-only, quota, permissions): the path and the cause."""
+    path = e.filename if e.filename is not None else "a file of this run"
+    return f"{path}: {e.strerror or e}" + (" (free some space, then continue with --resume auto)" if e.errno == errno.ENOSPC else "")
 
 
-@dataclass
-class Config:
-    # --- model ---
-    model: str = "default"
-    """causal LM: a transformers hub id or local folder; "default" is SmolLM2-135M-Instruct, prepared by ./run.sh in .cache/"""
-    template: Literal["auto", "base", "chat"] = "auto"
-    """prompt template: "base" (the paper's User:/Assistant: template), "chat" (the tokenizer's), "auto" (chat if the tokenizer has one)"""
-    activation_checkpointing: bool = False
-    """recompute each decoder layer's activations in backward (for long responses)"""
 
-    # --- data ---
-    data: str = ""
-    """training set, .jsonl or .parquet (DAPO-Math-17K's layout works as shipped); empty: the built-in arithmetic word problems"""
-    eval_data: str = ""
-    """held-out set in the same layout; empty: the built-in held-out split (with --data: no evaluation)"""
-    prompt_key: str = "prompt"
-    """key of the question (a string or a chat message list); dots go into nested dicts"""
-    answer_key: str = "reward_model.ground_truth"
-    """key of the gold answer; dots go into nested dicts"""
-    max_prompt_len: Annotated[int, ">= 1"] = 512
-    """prompts longer than this many tokens are skipped and counted, never truncated"""
-    eval_size: Annotated[int, ">= 0"] = 128
-    """problems evaluated (the first ones of the eval set); 0: no evaluation (128: a greedy accuracy near 50% has a standard error of 4.4 points)"""
-    dedup: bool = True
-    """drop --data rows whose (prompt, answer) repeats an earlier row (DAPO-Math-17K as shipped repeats each problem about 100 times)"""
-
-    # --- rollout ---
-    rollout: Literal["auto", "vllm", "hf"] = "auto"
-    """generation engine: "vllm", "hf" (transformers generate), "auto" (vLLM if importable)"""
-    group_size: Annotated[int, ">= 2"] = 8
-    """G, responses per prompt (paper: 16)"""
-    prompts_per_step: Annotated[int, ">= 1"] = 4
-    """prompts per rollout step, over all ranks (paper: 512 via DAPO)"""
-    max_new_tokens: Annotated[int, ">= 1"] = 64
-    """response length limit (paper: 20480)"""
-    temperature: Annotated[float, "> 0"] = 0.5
-    """T, sampling temperature; also the T of the entropy and log-probs (paper: 1.0; at 1.0 the 135M default answers ~1% right)"""
-    top_p: Annotated[float, "in (0, 1]"] = 1.0
-    """nucleus sampling (paper: 1.0)"""
-    vllm_tp: Annotated[int, ">= 1"] = 1
-    """vLLM tensor-parallel size (ranks that share one engine)"""
-    vllm_gpu_memory_utilization: Annotated[float, "in (0, 1]"] = 0.5
-    """fraction of GPU memory the vLLM engine may take while it is awake"""
-
-    # --- algorithm ---
-    rho: Annotated[float, "in (0, 1]"] = 0.2
-    """fraction of tokens that get the policy gradient (paper: 0.2; 1.0 is plain DAPO)"""
-    fork_mode: Annotated[str, TOKEN_SELECTIONS] = "top"
-    """which tokens: "top" entropy (forking tokens), "bottom" (ablation, with --rho 0.8), "random" (control), or a rule registered with @token_selection"""
-    loss_norm: Literal["selected", "all"] = "selected"
-    """loss denominator: "selected" tokens (paper v2, authors' code) or "all" response tokens (paper v1, TRL)"""
-    eps_low: Annotated[float, "in [0, 1)"] = 0.2
-    """lower clip range of the ratio (DAPO: 0.2)"""
-    eps_high: Annotated[float, ">= 0"] = 0.28
-    """upper clip range, clip-higher (DAPO: 0.28)"""
-    clip_ratio_c: Annotated[float, ">= 0"] = 10.0
-    """dual clip: the loss of a token with A < 0 is capped at clip_ratio_c * |A| (the authors' script: 10; verl's default 3; 0: off)"""
-    incorrect_reward: Annotated[float, "< 1"] = -1.0
-    """reward of a wrong answer; a right one gets +1 (DAPO: -1; the paper's Eq. 3 and the authors' scorer: 0)"""
-    entropy_from: Literal["scoring", "current"] = "scoring"
-    """entropies of the forking mask: "scoring" (the scoring pass, for every mini-batch) or "current" (re-scored before each mini-batch after the first: the training policy's, as paper v2 Sec. 2.1 states)"""
-    scale_by_std: bool = True
-    """divide advantages by the group std (GRPO/DAPO); --no-scale-by-std is Dr. GRPO"""
-    overlong_cache: Annotated[int, ">= 0"] = 16
-    """DAPO soft overlong punishment: penalty ramps over the last this-many tokens (paper: 4096 of 20480)"""
-    overlong_factor: Annotated[float, ">= 0"] = 1.0
-    """scale of the overlong penalty (DAPO: 1.0; 0 turns it off)"""
-    dynamic_sampling: bool = True
-    """DAPO dynamic sampling: drop all-right and all-wrong groups, draw more prompts to refill"""
-    max_draws: Annotated[int, ">= 1"] = 1
-    """dynamic sampling: at most this many rollout rounds per step (verl's DAPO recipe: up to 10; 1 here: groups are filtered, not refilled)"""
-
-    # --- optimisation ---
-    steps: Annotated[int, ">= 0"] = 8
-    """training steps: each is one rollout round followed by --mini-batches optimizer updates"""
-    lr: Annotated[float, "> 0"] = 1e-5
-    """AdamW learning rate, constant after warm-up (paper: 1e-6; higher here for the small model and few steps; at 2e-5 one seed of three collapsed onto short wrong answers)"""
-    warmup_steps: Annotated[int, ">= 0"] = 0
-    """linear learning-rate warm-up, in steps"""
-    weight_decay: Annotated[float, ">= 0"] = 0.1
-    """AdamW weight decay (DAPO's verl recipe: 0.1)"""
-    grad_clip: Annotated[float, ">= 0"] = 1.0
-    """global gradient-norm clip (paper: 1.0); 0: no clipping"""
-    mini_batches: Annotated[int, ">= 1"] = 1
-    """optimizer steps per rollout: the batch splits into this many (DAPO: 512 prompts / 32 = 16)"""
-    micro_batch_size: Annotated[int, ">= 1"] = 8
-    """sequences per forward/backward on each rank (memory only: the gradient does not change)"""
-
-    # --- system ---
-    dtype: Literal["auto", "bfloat16", "float32"] = "auto"
-    """compute dtype of the trainer and vLLM: "auto" (bfloat16 on CUDA, float32 on CPU), "bfloat16", "float32"; weights and optimizer state stay float32"""
-    seed: Annotated[int, ">= 0"] = 0
-    """seeds data order, sampling and the random fork mode; a run is reproducible on CPU"""
-    out_dir: str = "runs/forkgrpo"
-    """metrics.jsonl, checkpoints and the final model go here; a folder that holds an earlier run is refused (the default takes the next free runs/forkgrpo-N instead)"""
-    overwrite: bool = False
-    """start afresh in an --out-dir that holds an earlier run, deleting that run's metrics, checkpoints and final model"""
-    eval_every: Annotated[int, ">= 0"] = 0
-    """evaluate every this many steps (and at start and end); 0: only at start and end"""
-    eval_samples: Annotated[int, ">= 1"] = 2
-    """k samples per eval problem for the sampled accuracy (paper's Acc@16: 16)"""
-    save_every: Annotated[int, ">= 0"] = 0
-    """checkpoint every this many steps (and on Ctrl-C); 0: only on Ctrl-C"""
-    save_hf_every: Annotated[int, ">= 0"] = 0
-    """keep a transformers snapshot of the policy in out_dir/hf/step_N every this many steps (for experiments/overlap.py); 0: none"""
-    resume: str = ""
-    """a checkpoint folder to resume from, or "auto" for the latest in out_dir; only a run with the same options continues"""
-    verify_timeout: Annotated[float, "> 0"] = 5.0
-    """seconds per answer for the verifier; slower answers score as wrong"""
-    dist_timeout: Annotated[float, "> 0"] = 180.0
-    """minutes a rank waits in a collective for the slowest rank before the job aborts (torch's NCCL default, 10, is shorter than one rollout of the paper's 20,480-token responses)"""
-    wandb_project: str = ""
-    """log every metric line and the config to this Weights & Biases project (WANDB_MODE=offline needs no network); empty: off"""
-
-
-def _field_docs(cls):
-    """The docstring under each dataclass field, read from the source (Python keeps no attribute docstrings)."""
-    try:
-        body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
-    except (OSError, TypeError):  # no source (frozen app): --help without docs
-        return {}
-    return {a.target.id: b.value.value for a, b in zip(body, body[1:]) if isinstance(a, ast.AnnAssign)
-            and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str)}
-
-
-def _option(annotation):
-    """(type, choices, domain rule) of a Config field's annotation."""
-    base, rule = (typing.get_args(annotation)[:2] if typing.get_origin(annotation) is Annotated else (annotation, None))
-    if isinstance(rule, dict):  # a registry: its names are the choices
-        return base, tuple(rule), None
-    if typing.get_origin(base) is Literal:
-        return str, typing.get_args(base), None
-    return base, None, rule
-
-
-def _domain_problem(flag, value, rule):
-    """The message when `value` is outside `rule` (">= 2", "< 1", "in (0, 1]") or not finite; else None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"{flag} must be a finite number, got {value}"
-    if rule is None:
-        return None
-    if rule.startswith("in "):
-        low, high = (float(x) for x in rule[4:-1].split(","))
-        ok = (value > low if rule[3] == "(" else value >= low) and (value < high if rule[-1] == ")" else value <= high)
-    else:
-        op, bound = rule.split()
-        ok = {">": value > float(bound), ">=": value >= float(bound), "<": value < float(bound)}[op]
-    return None if ok else f"{flag} must be {rule}, got {value}"
-
-
-def parse_config(argv=None):
-    """Config from the command line: --flag-name for every field, its docstring as help, its domain checked."""
-    parser = argparse.ArgumentParser(prog="forkgrpo.py", description="Forking-token RLVR (arXiv 2506.01939) with GRPO/DAPO.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                     allow_abbrev=False)  # --out is not --out-dir: run.sh and the trainer agree on names
-    docs = _field_docs(Config)
-    for f in dataclasses.fields(Config):
-        typ, choices, _ = _option(f.type)
-        flag, kwargs = "--" + f.name.replace("_", "-"), dict(default=f.default, help=docs.get(f.name, ""))
-        if typ is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
-        else:
-            parser.add_argument(flag, type=typ, choices=choices, **kwargs)
-    cfg = Config(**vars(parser.parse_args(argv)))
-    if problem := config_problem(cfg):
-        parser.error(problem)
-    return cfg
-
-
-def config_problem(cfg):
-    """The first invalid option, as a message naming it; None when all are valid."""
-    for f in dataclasses.fields(cfg):
-        if problem := _domain_problem("--" + f.name.replace("_", "-"), getattr(cfg, f.name), _option(f.type)[2]):
-            return problem
-    if cfg.overwrite and cfg.resume:
-        return "--overwrite starts afresh and --resume continues: choose one"
-    if not (cfg.clip_ratio_c == 0 or cfg.clip_ratio_c > 1 + cfg.eps_high):
-        return f"--clip-ratio-c must be 0 (off) or > 1 + --eps-high, got {cfg.clip_ratio_c}"
-    if cfg.overlong_cache > cfg.max_new_tokens:
-        return f"--overlong-cache must be <= --max-new-tokens, got {cfg.overlong_cache}"
-    return None
 # ======================================================================================
 # ALGORITHM
 #
-# Pure functions: tensors in, tensors out. No config objects, no I/O, no `.item()`.
+# THE METHOD. Pure functions: tensors in, tensors out. No config objects, no I/O.
 # Paper: "Beyond the 80/20 Rule" (arXiv 2506.01939 v2); DAPO (arXiv 2503.14476);
 # GRPO (arXiv 2402.03300).
 # ======================================================================================
@@ -421,6 +432,7 @@ class _ChunkedLogprobEntropy(torch.autograd.Function):
     """Autograd for logprobs_and_entropy: saves (N,) logsumexp, recomputes logits in backward."""
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda")  # backward then runs under forward's autocast state
     def forward(ctx, hidden, weight, targets, temperature, chunk_size):
         logp, entropy, lse = _logprobs_and_entropy_forward(hidden, weight, targets, temperature, chunk_size)
         ctx.save_for_backward(hidden, weight, targets, lse)
@@ -429,6 +441,7 @@ class _ChunkedLogprobEntropy(torch.autograd.Function):
         return logp, entropy
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad_logp, grad_entropy):
         # d logp_n / d z_nv = onehot(y_n)_v - p_nv, and z = h W^T / T, so
         # grad_z = g (onehot - p) / T, grad_h = grad_z W, grad_W = grad_z^T h.
@@ -462,15 +475,10 @@ class _ChunkedLogprobEntropy(torch.autograd.Function):
         return grad_hidden, grad_weight, None, None, None
 
 
-_INT32_MAX = 2**31 - 1
-_RANDOM_KEY_BITS = 56  # a multiple of 8, the radix
-_RHO_MAX_DENOMINATOR = 10**6
-
-
-def forking_token_mask(entropy, valid, rho, mode="top", group=None, generator=None):
+def forking_token_mask(entropy, valid, rho, mode="top", pg=None, generator=None):
     """Select the top-rho fraction of valid tokens by entropy: the forking tokens.
 
-    Equation: N = sum valid (over all ranks of `group`), k = ceil(rho N),
+    Equation: N = sum valid (over all ranks of `pg`), k = ceil(rho N),
     tau = k-th largest valid H,  mask = valid & (H >= tau)            (mode "top")
     tau = k-th smallest valid H, mask = valid & (H <= tau)            (mode "bottom")
     mask = a uniformly random k-subset of the valid tokens            (mode "random")
@@ -481,28 +489,17 @@ def forking_token_mask(entropy, valid, rho, mode="top", group=None, generator=No
         rho: fraction in (0, 1]; the paper's default is 0.2.
         mode: "top" (forking tokens), "bottom" (the paper's ablation, with rho = 0.8) or
             "random" (the control).
-        group: a torch.distributed process group; None means this process holds the batch.
-        generator: torch.Generator on `entropy`'s device, for mode "random". Under `group`,
+        pg: a torch.distributed process group; None means this process holds the batch.
+        generator: torch.Generator on `entropy`'s device, for mode "random". Under `pg`,
             seed it differently on each rank.
     Returns:
         (B, T) bool.
 
-    Note: ties at tau are all kept, so "top" may select more than k tokens when
-    entropies repeat (the rule is a threshold on H, the same on every rank and in
-    every micro-batch). The authors' verl code instead takes exactly k with `topk`
-    per micro-batch on each GPU, which breaks ties by position and makes the
-    selection depend on how the batch was split. TRL thresholds at
-    `torch.quantile(1 - rho)`, which interpolates between values (so tau need not
-    be a token's entropy) and refuses more than 2^24 elements; here tau is found
-    exactly by radix selection on the float32 bit pattern: four all-reduces of a
-    256-bin histogram, whatever N is (gathering all entropies would send N floats).
-    k = ceil(rho N) uses exact integer arithmetic on rho as a fraction with
-    denominator <= 10^6 (exact for any rho written with up to 6 decimals), because
-    the float product can land just above an integer (0.07 * 100 = 7.000000000000001).
-    "random" takes the top k of iid 56-bit random keys; under `group` each rank
-    draws its own keys, so the subset is uniform but not bitwise equal to the
-    single-process draw. It is exactly k unless the k-th key ties another, which has
-    probability below N / 2^56 (2e-10 at N = 2^24).
+    Note: a threshold, so every token tied at tau is kept (more than k when entropies repeat), and
+    the selection depends on the mini-batch's entropies alone, not on how they are split over
+    micro-batches and ranks. The authors' verl code takes exactly k with `topk` per micro-batch on
+    each GPU; TRL thresholds at `torch.quantile(1 - rho)`, which interpolates (tau need not be any
+    token's entropy) and refuses more than 2^24 elements. docs/algorithm.md has the details.
     """
     if not (isinstance(rho, (int, float)) and 0 < rho <= 1):
         raise ValueError(f"rho must be a number in (0, 1], got {rho!r}")
@@ -512,65 +509,24 @@ def forking_token_mask(entropy, valid, rho, mode="top", group=None, generator=No
         raise ValueError(f"entropy {tuple(entropy.shape)} and valid {tuple(valid.shape)} differ")
     valid = valid.bool()
     if rho == 1:
-        return valid.clone()  # same on every rank, so skipping the collectives is safe
-
-    n = valid.sum().to(torch.int64)  # () local valid count
-    if group is not None:
-        dist.all_reduce(n, op=dist.ReduceOp.SUM, group=group)  # N: k depends on all ranks
-    frac = Fraction(rho).limit_denominator(_RHO_MAX_DENOMINATOR)
-    # ceil(num N / den) in integers; at least 1 token when N > 0.
-    k = (n * frac.numerator + frac.denominator - 1) // frac.denominator  # ()
-    k = torch.where(n > 0, k.clamp_min(1), k)
-
-    if mode == "random":
-        keys = torch.randint(0, 2**_RANDOM_KEY_BITS, entropy.shape, dtype=torch.int64, device=entropy.device,
-                             generator=generator)  # (B, T)
-        bits = _RANDOM_KEY_BITS
+        return valid.clone()  # the same on every rank, so skipping the collectives is safe
+    if mode == "random":  # uniform keys: the top k of them is a uniform k-subset
+        key = torch.rand(entropy.shape, dtype=torch.float64, device=entropy.device, generator=generator)  # (B, T)
     else:
-        keys = _order_keys(torch.where(valid, entropy.float(), 0.0))  # (B, T) in [0, 2^32)
-        if mode == "bottom":
-            keys = (2**32 - 1) - keys  # reverses the order: bottom-k is the top-k of this
-        bits = 32
-
-    tau = _kth_largest_valid_key(keys[valid], k, bits, group)  # ()
-    return valid & (keys >= tau)  # (B, T)
-
-
-def _order_keys(x):
-    """Map float32 values to int64 keys in [0, 2^32) with the same order."""
-    x = x.float() + 0.0  # -0.0 + 0.0 == +0.0, so both zeros get one key
-    bits = x.view(torch.int32)
-    # Non-negative floats already order like their bits; for negative floats the
-    # bits grow as the value falls, so flip the 31 magnitude bits.
-    ordered = torch.where(bits < 0, bits ^ _INT32_MAX, bits)  # signed int32 order
-    return ordered.to(torch.int64) + 2**31
-
-
-def _kth_largest_valid_key(keys, k, bits, group):
-    """Exact k-th largest of the 1-D int64 `keys` in [0, 2^bits), pooled over all ranks.
-
-    Radix select, 8 bits at a time from the top: a 256-bin histogram of the next byte
-    of the keys that share the prefix found so far (all-reduced over `group`) tells in
-    which bin the k-th largest key lies; keep that bin's keys and go on. Communication
-    is bits / 8 fixed-size all-reduces whatever N is, and every rank makes the same
-    calls, even one with no keys. Invariant: `above` (global count of keys greater
-    than every key with the current prefix) < k <= above + (global count with the
-    prefix). With k = 0 the result is the largest key, 2^bits - 1, whatever the keys.
-    Returns a 0-d int64 tensor.
-    """
-    above = torch.zeros((), dtype=torch.int64, device=keys.device)
-    prefix = torch.zeros((), dtype=torch.int64, device=keys.device)
-    for shift in range(bits - 8, -1, -8):
-        digit = (keys >> shift) & 255  # (n,) next byte of the surviving keys
-        hist = torch.bincount(digit, minlength=256)  # (256,)
-        if group is not None:
-            dist.all_reduce(hist, op=dist.ReduceOp.SUM, group=group)  # global histogram
-        at_least = hist.flip(0).cumsum(0).flip(0) + above  # (256,) keys >= (prefix, d)
-        d = (at_least >= k).sum() - 1  # largest d with at_least[d] >= k (non-increasing)
-        above = at_least[d] - hist[d]
-        prefix = (prefix << 8) | d
-        keys = keys[digit == d]
-    return prefix
+        key = entropy.float() if mode == "top" else -entropy.float()  # (B, T); bottom-k is the top-k of -H
+    pool = key[valid]  # (n,)
+    if pg is not None:  # every rank's valid keys: tau is the k-th largest of the whole mini-batch
+        sizes = [torch.zeros((), dtype=torch.int64, device=pool.device) for _ in range(dist.get_world_size(pg))]
+        dist.all_gather(sizes, torch.tensor(len(pool), device=pool.device), group=pg)
+        parts = [pool.new_empty(int(n)) for n in sizes]
+        dist.all_gather(parts, pool, group=pg)
+        pool = torch.cat(parts)  # (N,)
+    frac = Fraction(rho).limit_denominator(10**6)  # exact: the float rho * N can land above an integer
+    k = -(-len(pool) * frac.numerator // frac.denominator)  # ceil(rho N), >= 1 when N > 0
+    if k == 0:
+        return torch.zeros_like(valid)
+    tau = pool.topk(k).values[-1]  # () the k-th largest: a token's own value, exactly
+    return valid & (key >= tau)  # (B, T)
 
 
 def group_advantages(rewards, group_size, scale_by_std=True, eps=1e-6):
@@ -620,10 +576,11 @@ def policy_loss(logp, old_logp, advantages, mask, eps_low=0.2, eps_high=0.28, nu
         clip_ratio_c: c > 1 + eps_high of the dual clip; 0 or inf turns it off.
     Returns:
         loss: () float32.
-        metrics: dict of detached 0-d tensors over this call's masked tokens:
-            loss/clipfrac_low (A < 0 and r < 1 - eps_low), loss/clipfrac_high (A > 0 and
-            r > 1 + eps_high), loss/clipfrac_dual (A < 0 and the dual clip caps the loss),
-            loss/ratio_mean, loss/approx_kl (k3: mean of r - 1 - log r), loss/tokens (masked count).
+        sums: dict of detached 0-d tensors, SUMS over this call's masked tokens, so that the caller
+            adds them over micro-batches and ranks and divides once by the total of "tokens":
+            "clip_low" (A < 0 and r < 1 - eps_low), "clip_high" (A > 0 and r > 1 + eps_high),
+            "clip_dual" (A < 0 and the dual clip caps the loss), "ratio" (r), "approx_kl"
+            (k3: r - 1 - log r), "tokens" (the masked count).
 
     Note: the denominator is a parameter because it is the choice that sets the
     gradient scale: pass the number of SELECTED tokens in the whole update (all
@@ -653,18 +610,12 @@ def policy_loss(logp, old_logp, advantages, mask, eps_low=0.2, eps_high=0.28, nu
     count = mask.sum()  # ()
     denom = torch.as_tensor(count if num_tokens is None else num_tokens, dtype=torch.float32, device=logp.device).clamp_min(1)
     loss = token_loss.sum() / denom  # (); 0 with zero gradient when the mask is empty
-
     with torch.no_grad():
-        n = count.clamp_min(1).float()
-        metrics = {
-            "loss/clipfrac_low": ((adv < 0) & (ratio < 1 - eps_low) & mask).sum() / n,
-            "loss/clipfrac_high": ((adv > 0) & (ratio > 1 + eps_high) & mask).sum() / n,
-            "loss/clipfrac_dual": dual.sum() / n,
-            "loss/ratio_mean": torch.where(mask, ratio, 0.0).sum() / n,
-            "loss/approx_kl": torch.where(mask, ratio - 1 - log_ratio, 0.0).sum() / n,
-            "loss/tokens": count.float(),
-        }
-    return loss, metrics
+        sums = {"clip_low": ((adv < 0) & (ratio < 1 - eps_low) & mask).sum().float(),
+                "clip_high": ((adv > 0) & (ratio > 1 + eps_high) & mask).sum().float(), "clip_dual": dual.sum().float(),
+                "ratio": torch.where(mask, ratio, 0.0).sum(), "approx_kl": torch.where(mask, ratio - 1 - log_ratio, 0.0).sum(),
+                "tokens": count.float()}
+    return loss, sums
 
 
 def overlong_penalty(lengths, max_len, cache_len, factor=1.0):
@@ -723,35 +674,34 @@ def _groups(rewards, group_size):
     return rewards.view(-1, group_size)
 
 
-def token_selection(name, tau=None):
-    """Register `rule(entropy, valid, rho, group, generator) -> (B, T) bool` as --fork-mode NAME.
+def micro_batches(lengths, size, max_tokens=0):
+    """Split rows into micro-batches: lists of row indices into `lengths`.
 
-    The update applies the rule to each whole mini-batch (arguments as forking_token_mask's) and
-    logs as fork/tau the "min" or "max" entropy of the tokens it selected (None: no tau). A new
-    selection (a random control, Clip-Cov, KL-Cov) is one decorated function; nothing else changes.
+    Equation: fixed (max_tokens = 0): rows [0, size), [size, 2 size), ... in order;
+    token budget: rows sorted by length, longest first, packed greedily so that each
+    micro-batch's padded size, rows x its longest row, is at most max_tokens (a longer row alone).
+
+    Args:
+        lengths: list of int, each row's length in tokens (prompt + response).
+        size: rows per micro-batch under the fixed rule.
+        max_tokens: the token budget; 0 selects the fixed rule.
+    Returns:
+        list of lists of int; every row in exactly one.
+
+    Note: the split is memory only: the loss divides by a count over the whole mini-batch, so the
+    summed gradient does not depend on it. With responses of very different lengths (the paper's
+    reach 20,480 tokens, most are far shorter) a fixed count pads short rows to the longest of
+    their micro-batch; sorting first keeps rows of one length together, as verl's dynamic batch size does.
     """
-    def register(rule):
-        TOKEN_SELECTIONS[name] = (rule, tau)
-        return rule
-    return register
-
-
-@token_selection("top", tau="min")
-def select_forking_tokens(entropy, valid, rho, group=None, generator=None):
-    """The paper's rule: the top-rho fraction of the valid tokens by entropy."""
-    return forking_token_mask(entropy, valid, rho, "top", group)
-
-
-@token_selection("bottom", tau="max")
-def select_lowest_entropy_tokens(entropy, valid, rho, group=None, generator=None):
-    """The paper's ablation (with rho = 0.8): the bottom-rho fraction by entropy."""
-    return forking_token_mask(entropy, valid, rho, "bottom", group)
-
-
-@token_selection("random")
-def select_random_tokens(entropy, valid, rho, group=None, generator=None):
-    """The control: a uniformly random rho fraction of the valid tokens."""
-    return forking_token_mask(entropy, valid, rho, "random", group, generator)
+    if not max_tokens:
+        return [list(range(s, min(s + size, len(lengths)))) for s in range(0, len(lengths), size)]
+    batches = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):  # stable: ties keep their order
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_tokens:  # its first row is its longest
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 # ======================================================================================
@@ -775,6 +725,12 @@ def correctness(responses, answers, timeout=5.0):
     return torch.tensor([1.0 if o else 0.0 for o in ok])  # (B,)
 
 
+def judge(reward_fn, tokenizer, eos, responses, answers):
+    """reward_fn on the decoded responses, (B,) float32 in [0, 1], and whether each response ended at EOS."""
+    finished = [bool(r) and r[-1] in eos for r in responses]
+    return reward_fn(tokenizer.batch_decode(responses, skip_special_tokens=True), answers).float(), finished
+
+
 def check_math_verify():
     """Refuse, before the model loads, a math_verify that is not forkgrpo's: Hugging Face's Math-Verify
     has the same import name, and would fail only at the first reward."""
@@ -792,11 +748,10 @@ def check_math_verify():
 # ======================================================================================
 # DATA
 #
-# Problems are {"prompt": str or chat messages, "answer": str}. Without --data, a
-# generated set of arithmetic word problems that the embedded 135M model can learn on a
-# CPU in minutes; with --data, a .jsonl or .parquet file (DAPO-Math-17K's layout as
-# shipped), read by load_problems (in THE RUN'S FILES). Bad rows stop the run before training with the
-# file and line named.
+# A problem is {"prompt": str or chat messages, "answer": str}. Without --data, a generated set of
+# arithmetic word problems that the embedded 135M model can learn on a CPU in minutes; with --data
+# and --eval-data, .jsonl or .parquet files in a layout of LAYOUTS, read by load_problems (in THE
+# RUN'S FILES). Bad rows stop the run before the model loads, with the file and line named.
 # ======================================================================================
 
 BASE_TEMPLATE = (  # the paper's template for base models (arXiv 2506.01939 v2, Sec. 5.2)
@@ -804,6 +759,13 @@ BASE_TEMPLATE = (  # the paper's template for base models (arXiv 2506.01939 v2, 
     "\\boxed{{}}.\n\nAssistant:\n"
 )
 CHAT_SUFFIX = "\nPlease reason step by step, and put your final answer within \\boxed{}."
+LAYOUTS = (  # (question key, answer key) of common files, tried in order after --prompt-key/--answer-key
+    ("prompt", "reward_model.ground_truth"),  # DAPO-Math-17K (verl's layout)
+    ("problem", "answer"),  # MATH-500, AIME, AMC
+    ("Problem", "Answer"),  # AIME 2024 as some copies ship it
+    ("question", "answer"),  # GSM8K (the answer ends in "#### n"), Minerva, AMC
+    ("question", "final_answer"),  # OlympiadBench (a list of answers)
+)
 
 _NAMES = ("Ava", "Ben", "Carla", "Dev", "Emma", "Finn", "Grace", "Hugo", "Iris", "Jack")
 _ITEMS = ("apples", "books", "coins", "pencils", "stickers", "marbles", "cards", "shells")
@@ -854,8 +816,15 @@ def render_prompt(prompt, tokenizer, template):
     return BASE_TEMPLATE.format(question=prompt)
 
 
+class Problem(typing.NamedTuple):
+    """A problem as the trainer uses it: the rendered prompt's token ids and the gold answer."""
+
+    ids: list
+    answer: str
+
+
 def encode_problems(problems, tokenizer, template, max_prompt_len):
-    """Token ids of each prompt; prompts over max_prompt_len are skipped and counted.
+    """A Problem for each problem; prompts over max_prompt_len tokens are skipped and counted.
 
     A token covers at most `widest` characters, so a text longer than max_prompt_len * widest
     cannot fit and is skipped without tokenizing it (a 50 MB line would take minutes and GBs).
@@ -874,23 +843,36 @@ def encode_problems(problems, tokenizer, template, max_prompt_len):
         if ids is None or len(ids) > max_prompt_len:
             skipped += 1
         else:
-            kept.append((ids, p["answer"]))
+            kept.append(Problem(ids, p["answer"]))
     return kept, skipped
 
 
+def eval_files(spec):
+    """--eval-data as [(name, path)]: NAME=PATH entries separated by commas; a bare PATH is named by its file stem."""
+    entries = [e.split("=", 1) if "=" in e else (Path(e).stem, e) for e in map(str.strip, spec.split(",")) if e]
+    names = [name for name, _ in entries]
+    for name, path in entries:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not path or names.count(name) > 1:
+            raise InputError(f"--eval-data: {name}={path}: each entry is NAME=PATH with a unique NAME of letters, "
+                             "digits, '_', '.' and '-'")
+    return entries
+
+
 def load_datasets(cfg):
-    """(training problems, held-out problems, duplicates dropped): --data and --eval-data, or the
-    built-in splits. Read before the model loads, so that a bad file stops the run at once."""
-    duplicates = 0
+    """(training problems, [(eval set name, problems)], duplicates dropped): --data and --eval-data, or the
+    built-in splits (their eval set named ""). Read before the model loads, so that a bad file stops the run at once."""
+    duplicates, keys = 0, (cfg.prompt_key, cfg.answer_key)
     if cfg.data:
-        train, held_out = load_problems(cfg.data, cfg.prompt_key, cfg.answer_key, "--data"), []
+        train, held_out = load_problems(cfg.data, keys, "--data"), []
         if cfg.dedup:
             train, duplicates = drop_duplicates(train)
     else:
-        train, held_out = builtin_splits(cfg.eval_size, cfg.seed)
+        train, builtin = builtin_splits(128 if cfg.eval_size < 0 else cfg.eval_size, cfg.seed)
+        held_out = [("", builtin)]
     if cfg.eval_data:
-        held_out = load_problems(cfg.eval_data, cfg.prompt_key, cfg.answer_key, "--eval-data")
-    return train, held_out[: cfg.eval_size], duplicates
+        held_out = [(name, load_problems(path, keys, f"--eval-data {name}")) for name, path in eval_files(cfg.eval_data)]
+    size = None if cfg.eval_size < 0 else cfg.eval_size
+    return train, [(name, problems[:size]) for name, problems in held_out if size != 0], duplicates
 
 
 # ======================================================================================
@@ -969,6 +951,33 @@ def teardown_distributed():
         dist.destroy_process_group()
 
 
+class StopRequest:
+    """First Ctrl-C (or SIGTERM, or SIGHUP from a closed terminal): finish the current step,
+    checkpoint, exit 130. Second: stop now, exit 130. Before training begins (`training` unset: data,
+    model, engine), the first stops at once: there is nothing to save yet."""
+
+    def __init__(self):
+        self.requested, self.previous, self.training = False, {}, False
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                self.previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame):
+        if self.requested or not self.training:
+            print("forkgrpo: stopping now" + (", without a checkpoint" if self.training else ""), file=sys.stderr, flush=True)
+            raise SystemExit(130)
+        self.requested = True
+        print("forkgrpo: stopping after this step (again to stop now)", file=sys.stderr, flush=True)
+
+    def agreed(self):
+        """All ranks stop together: any rank's request counts (a collective)."""
+        return bool(all_reduce(torch.tensor([float(self.requested)]), "max")[0] > 0)
+
+
 def derive_seed(*parts):
     """A 32-bit seed from (seed, step, rank, ...): every random draw is a function of where it
     happens, so a resumed run samples exactly what an uninterrupted one would."""
@@ -1003,17 +1012,23 @@ def resolve_model(name):
 
 
 class Policy(nn.Module):
-    """A causal LM that returns, per position, the log-prob of the next token and the entropy
-    of the next-token distribution, from the final hidden states and the LM head, never the
-    full (B, T, V) logits. Generation also goes through forward(), so that under FSDP2 the
-    root's parameters (embeddings, head) are gathered for it like for any forward.
-    """
+    """A causal LM whose forward gives per-token log-probs and entropies (or generates), never the full logits."""
 
     def __init__(self, lm, activation_checkpointing=False):
         super().__init__()
         self.lm, self.activation_checkpointing = lm, activation_checkpointing
 
-    def forward(self, input_ids, attention_mask, select=None, temperature=1.0, generate=None):
+    def forward(self, input_ids, select=None, temperature=1.0, generate=None, attention_mask=None):
+        """(logp, entropy), both (B, T-1) float32: at each position that `select` (B, T-1) bool marks, the
+        log-prob of the next token and the entropy of the next-token distribution at temperature T
+        (0 elsewhere). With `generate` (a GenerationConfig) instead: generated ids of left-padded rows.
+
+        Training rows are right-padded, so causal attention alone gives every real position what a
+        padding mask would: none is built. A mask would make transformers build a (B, 1, T, T) bias
+        that SDPA keeps for backward and that rules out the flash kernel (GiBs at 20k tokens).
+        Generation goes through forward() too, so that under FSDP2 the root's parameters (embeddings,
+        head) are gathered for it like for any forward.
+        """
         # transformers recomputes a decoder layer in backward only while layer.training is set, and
         # from_pretrained leaves the model in eval mode. train() would also turn on dropout, and a
         # checkpointing layer drops the KV cache of generation: so only the layers' own flag is set,
@@ -1021,14 +1036,12 @@ class Policy(nn.Module):
         recompute = self.activation_checkpointing and generate is None and torch.is_grad_enabled()
         for layer in self.lm.model.layers:
             layer.training = recompute
-        if generate is not None:  # a transformers GenerationConfig
+        if generate is not None:
             return self.lm.generate(
                 input_ids=input_ids, attention_mask=attention_mask, generation_config=generate,
                 synced_gpus=dist.is_initialized() and dist.get_world_size() > 1,  # FSDP2: ranks step together
             )
         hidden = self.lm.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state  # (B, T, H)
-        # select (B, T-1): the positions whose next token's log-prob is wanted (response tokens, or
-        # only the forking tokens in the update)
         h = hidden[:, :-1][select]  # (n, H): only the rows we need, padding and prompt skipped
         targets = input_ids[:, 1:][select]  # (n,)
         # Inside forward, FSDP2 has gathered the head: a plain tensor here.
@@ -1138,11 +1151,12 @@ def shard(policy, device, dtype, timeout_minutes=180.0):
     return policy
 
 
-def full_named_parameters(policy):
-    """(HF name, full tensor) for every parameter: a collective under FSDP2 (all ranks call it)."""
+def full_named_parameters(policy, dtype=None):
+    """(HF name, full tensor) for every parameter, in `dtype` (the engine's) if given: a collective under FSDP2
+    (all ranks call it). Each shard is cast before the all-gather, so a bf16 engine receives half the bytes."""
     for name, p in policy.lm.named_parameters():
-        t = p.full_tensor() if hasattr(p, "full_tensor") else p
-        yield name, t.detach()
+        p = p.detach().to(dtype or p.dtype)
+        yield name, p.full_tensor() if hasattr(p, "full_tensor") else p
 
 
 def _eos_ids(tokenizer, lm):
@@ -1217,7 +1231,7 @@ class VLLMRollout:
     """
 
     def __init__(self, model_dir, *, seed, max_model_len, eos_token_ids, dtype="float32", gpu_memory_utilization=0.5,
-                 tensor_parallel_size=1, kv_cache_bytes=512 * 2**20):
+                 tensor_parallel_size=1, kv_cache_bytes=512 * 2**20, timeout_minutes=180.0):
         on_gpu = torch.cuda.is_available()
         settings = _vllm_settings(on_gpu, max_model_len, kv_cache_bytes)
         if on_gpu:
@@ -1228,7 +1242,8 @@ class VLLMRollout:
         if tensor_parallel_size > 1:  # external_launcher makes each block of consecutive ranks one engine
             world, rank = dist.get_world_size(), dist.get_rank()
             for first in range(0, world, tensor_parallel_size):  # every rank must create every group
-                g = dist.new_group(list(range(first, first + tensor_parallel_size)))
+                g = dist.new_group(list(range(first, first + tensor_parallel_size)),
+                                   timeout=datetime.timedelta(minutes=timeout_minutes))  # NCCL's default is 10
                 self.tp_group = g if first <= rank < first + tensor_parallel_size else self.tp_group
         self._set_num_threads = torch.set_num_threads
         self.llm = LLM(
@@ -1286,8 +1301,22 @@ class VLLMRollout:
         if self.sleeping:  # level 2 discarded the weights: map their memory back first, then load them
             self.llm.wake_up(tags=["weights"])
         # vLLM 0.32.0: worker method reload_weights(weights_iterator, is_checkpoint_format); in-process
-        # executors pass kwargs by reference, so a generator works.
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(named_tensors), "is_checkpoint_format": True})
+        # executors pass kwargs by reference, so a generator works. It reports weights it did not load only
+        # as a warning (model_loader/reload/inplace.py), which VLLM_LOGGING_LEVEL=ERROR hides; after a
+        # level-2 sleep such a weight holds uninitialised memory, so a warning is caught and stops the run.
+        logger, unloaded = logging.getLogger("vllm.model_executor.model_loader.reload.inplace"), []
+        catch = logging.Handler(logging.WARNING)
+        catch.emit = lambda record: unloaded.append(record.getMessage()) if "not loaded" in str(record.msg) else None
+        level, _ = logger.level, logger.addHandler(catch)
+        logger.setLevel(logging.WARNING)
+        try:
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(named_tensors), "is_checkpoint_format": True})
+        finally:
+            logger.removeHandler(catch)
+            logger.setLevel(level)
+        if unloaded:
+            raise RunError(f"vLLM did not load every weight of the policy ({unloaded[0][:300]}); the engine would sample "
+                           "from uninitialised memory")
         self.llm.collective_rpc(_refresh_tied_lm_head)
         if self.sleeping:  # the KV cache's memory was the update's until now
             self.llm.wake_up(tags=["kv_cache"])
@@ -1376,7 +1405,7 @@ class HFRollout:
         pad = self.tokenizer.pad_token_id
         ids = torch.tensor([[pad] * (width - len(x)) + x for x in prompts], device=self.device)  # left padding
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in prompts], device=self.device)
-        new = self.policy(ids, mask, generate=gen)[:, width:].tolist()  # (n, new tokens)
+        new = self.policy(ids, generate=gen, attention_mask=mask)[:, width:].tolist()  # (n, new tokens)
         return [_cut_at_eos(seq, self.eos) for seq in new]
 
     def sync_weights(self, named_tensors):
@@ -1399,13 +1428,34 @@ def make_engine(cfg, policy, tokenizer, model_path, eos, rank):
             print("forkgrpo: vLLM is not installed; generating with transformers (slower)", file=sys.stderr)
     if kind == "hf":
         return HFRollout(policy, tokenizer, eos)
-    dtype = compute_dtype(cfg.dtype, next(policy.parameters()).device)  # the trainer's, as load_policy got it
+    device = next(policy.parameters()).device
+    if device.type == "cuda":
+        check_memory_split(sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in policy.parameters()),
+                           torch.cuda.get_device_properties(device).total_memory, cfg.vllm_gpu_memory_utilization)
+    dtype = compute_dtype(cfg.dtype, device)  # the trainer's, as load_policy got it
     return VLLMRollout(
         model_path, seed=derive_seed(cfg.seed, "vllm", rank // cfg.vllm_tp),  # one seed per engine
         max_model_len=cfg.max_prompt_len + cfg.max_new_tokens, eos_token_ids=eos,
         dtype=str(dtype).removeprefix("torch."), gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
-        tensor_parallel_size=cfg.vllm_tp,
+        tensor_parallel_size=cfg.vllm_tp, timeout_minutes=cfg.dist_timeout,
     )
+
+
+def check_memory_split(local_params, total_bytes, utilization, reserve=2 * 2**30):
+    """Refuse a --vllm-gpu-memory-utilization that leaves the trainer too little beside the awake engine.
+
+    vLLM checks the fraction against free memory only when it starts, before the first optimizer step
+    (vLLM 0.32.0 v1/worker/utils.py); but at every wake after it, this rank's float32 weights and AdamW's
+    two moments (12 bytes per local parameter; gradients are freed after each step) stay resident while
+    the engine maps its weights and KV cache back, with no fallback (device_allocator/cumem.py).
+    `reserve` covers the CUDA context and NCCL's buffers.
+    """
+    safe = math.floor(100 * (total_bytes - 12 * local_params - reserve) / total_bytes) / 100
+    if utilization > safe:
+        raise InputError(f"--vllm-gpu-memory-utilization {utilization:g} leaves too little of this GPU's "
+                         f"{total_bytes / 2**30:.1f} GiB for the trainer's weights and AdamW state "
+                         f"({12 * local_params / 2**30:.1f} GiB on this rank): use at most {max(safe, 0):.2f}"
+                         + (" (none fits: use more GPUs)" if safe <= 0 else ""))
 
 
 # ======================================================================================
@@ -1427,7 +1477,7 @@ class PromptStream:
         self._orders = {}
 
     def take(self, per_rank, rank, world):
-        """This rank's slice of the next per_rank * world prompts, as (global position, problem);
+        """This rank's slice of the next per_rank * world prompts, as (global position, Problem);
         every rank advances the position equally."""
         out = []
         for j in range(self.position + rank * per_rank, self.position + (rank + 1) * per_rank):
@@ -1443,7 +1493,7 @@ class PromptStream:
         return self._orders[epoch]
 
 
-class Group(typing.NamedTuple):
+class PromptGroup(typing.NamedTuple):
     """One prompt and its G sampled responses."""
 
     prompt: list  # prompt token ids
@@ -1454,71 +1504,57 @@ class Group(typing.NamedTuple):
 
 @torch.no_grad()
 def collect_rollouts(cfg, engine, tokenizer, eos, stream, rank, world, reward_fn=correctness):
-    """One step's groups: sample G responses for this rank's prompts, reward them, and (DAPO dynamic
-    sampling) keep only groups whose answers disagree, drawing more prompts up to --max-draws.
+    """One step's prompt groups: sample G responses for this rank's prompts, reward them, and (DAPO
+    dynamic sampling) keep only groups whose answers disagree, drawing more prompts up to --max-draws.
 
     Every rank ends with the same number of groups (FSDP2 needs equal work per rank). Returns
     (groups, metrics over every response sampled, all draws and ranks).
     """
-    start = time.perf_counter()
-    want, G = cfg.prompts_per_step // world, cfg.group_size
-    kept, totals, longest = [], collections.defaultdict(float), 0.0
-    bar = tqdm(total=want, desc="rollout", unit="group", leave=False, disable=rank != 0)
+    start, want, G = time.perf_counter(), cfg.prompts_per_step // world, cfg.group_size
+    kept, sums, longest = [], collections.Counter(), 0.0
     for _ in range(cfg.max_draws):
         taken = stream.take(want, rank, world)
-        prompts = [problem for _, problem in taken]
         responses, engine_logps = engine.generate(  # seeded per prompt: the same samples on any number of ranks
-            [p for p, _ in prompts], n=G, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,
-            seeds=[derive_seed(cfg.seed, "rollout", j) for j, _ in taken],
-        )
-        texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
-        correct = reward_fn(texts, [a for _, a in prompts for _ in range(G)]).float()  # (n G,) in [0, 1]
-        lengths = torch.tensor([len(r) for r in responses])
+            [p.ids for _, p in taken], n=G, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,
+            seeds=[derive_seed(cfg.seed, "rollout", j) for j, _ in taken])
+        correct, finished = judge(reward_fn, tokenizer, eos, responses, [p.answer for _, p in taken for _ in range(G)])
+        lengths = torch.tensor([len(r) for r in responses])  # (n G,)
         rewards = (correct * (1 - cfg.incorrect_reward) + cfg.incorrect_reward  # +1 right, --incorrect-reward wrong
                    + overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_cache, cfg.overlong_factor))
-        keep = informative_groups(correct, G) if cfg.dynamic_sampling else torch.ones(len(prompts), dtype=torch.bool)
-        for i in torch.nonzero(keep).flatten().tolist():
-            g = slice(i * G, (i + 1) * G)
-            kept.append(Group(prompts[i][0], responses[g], engine_logps[g] if engine_logps else None, rewards[g]))
-        for key, value in (("prompts", len(prompts)), ("responses", len(responses)), ("reward", rewards.sum()),
-                           ("correct", correct.sum()), ("tokens", lengths.sum()), ("dropped", (~keep).sum()),
-                           ("truncated", sum(1 for r in responses if not r or r[-1] not in eos))):
-            totals[key] += float(value)
+        keep = informative_groups(correct, G) if cfg.dynamic_sampling else torch.ones(len(taken), dtype=torch.bool)
+        kept += [PromptGroup(taken[i][1].ids, responses[i * G:(i + 1) * G], engine_logps and engine_logps[i * G:(i + 1) * G],
+                             rewards[i * G:(i + 1) * G]) for i in keep.nonzero().flatten().tolist()]
+        sums.update({"reward/mean": float(rewards.sum()), "reward/accuracy": float(correct.sum()),
+                     "length/mean": float(lengths.sum()), "length/truncated_frac": float(finished.count(False)),
+                     "rollout/prompts": len(taken), "rollout/responses": len(responses), "rollout/dropped_groups": int((~keep).sum())})
         longest = max(longest, float(lengths.max()))
-        bar.update(min(len(kept), want) - bar.n)
-        # All ranks decide together whether to draw again: the smallest count rules.
-        usable = int(all_reduce(torch.tensor(min(len(kept), want)), "min"))
+        usable = int(all_reduce(torch.tensor(min(len(kept), want)), "min"))  # all ranks draw again, or none
         if usable >= want:
             break
-    bar.close()
-    s = reduce_metrics({**{k: torch.tensor(v, dtype=torch.float64) for k, v in totals.items()},
-                        "length/max": torch.tensor(longest, dtype=torch.float64)})
-    n, seconds = max(float(s["responses"]), 1.0), time.perf_counter() - start
-    return kept[:usable], {
-        "reward/mean": float(s["reward"]) / n, "reward/accuracy": float(s["correct"]) / n,
-        "length/mean": float(s["tokens"]) / n, "length/max": float(s["length/max"]),
-        "length/truncated_frac": float(s["truncated"]) / n,
-        "rollout/prompts": float(s["prompts"]), "rollout/responses": float(s["responses"]),
-        "rollout/dropped_groups": float(s["dropped"]),
-        "time/rollout": seconds, "perf/rollout_tokens_per_s": float(s["tokens"]) / max(seconds, 1e-9),
-    }
+    s = {k: float(v) for k, v in reduce_metrics({**{k: torch.tensor(float(v), dtype=torch.float64) for k, v in sums.items()},
+                                                 "length/max": torch.tensor(longest, dtype=torch.float64)}).items()}
+    n, seconds = max(s["rollout/responses"], 1.0), time.perf_counter() - start
+    per_response = ("reward/mean", "reward/accuracy", "length/mean", "length/truncated_frac")
+    return kept[:usable], {**{k: v / n if k in per_response else v for k, v in s.items()}, "time/rollout": seconds,
+                           "perf/rollout_tokens_per_s": s["length/mean"] / max(seconds, 1e-9)}
 
 
 @dataclass
 class Batch:
     """One rank's training batch: right-padded prompt+response rows and what the update needs."""
 
-    input_ids: torch.Tensor  # (B, T) long
-    attention_mask: torch.Tensor  # (B, T) long
+    input_ids: torch.Tensor  # (B, T) long, right-padded
+    lengths: list  # B ints, each row's prompt + response length
     response_mask: torch.Tensor  # (B, T-1) bool: input_ids[b, t+1] is a token of response b
     advantages: torch.Tensor  # (B,) float32, A_i
     engine_logp: torch.Tensor = None  # (n,) float32, the engine's log-probs of the response tokens, row-major
-    old_logp: torch.Tensor = None  # (B, T-1) float32, set by score()
-    entropy: torch.Tensor = None  # (B, T-1) float32, H_t, set by score()
+    old_logp: torch.Tensor = None  # (B, T-1) float32, set by the scoring pass
+    entropy: torch.Tensor = None  # (B, T-1) float32, H_t, set by the scoring pass
 
-    def rows(self, r, width):
-        """The policy's inputs for rows r, cut to `width` columns: input_ids, attention_mask, response_mask."""
-        return self.input_ids[r, :width], self.attention_mask[r, :width], self.response_mask[r, : width - 1]
+    def rows(self, r):
+        """The policy's inputs for the rows r (a list), cut to the longest: input_ids (b, w), response_mask (b, w-1)."""
+        width = max(self.lengths[i] for i in r)
+        return self.input_ids[r, :width], self.response_mask[r, : width - 1]
 
 
 def make_batch(groups, pad_id, device, group_size, scale_by_std):
@@ -1526,60 +1562,48 @@ def make_batch(groups, pad_id, device, group_size, scale_by_std):
 
     Every rank holds whole groups, so the advantages need no communication.
     """
-    prompts = [g.prompt for g in groups for _ in g.responses]
-    responses = [r for g in groups for r in g.responses]
+    rows = [(g.prompt, r) for g in groups for r in g.responses]
     advantages = group_advantages(torch.cat([g.rewards for g in groups]), group_size, scale_by_std)  # (B,)
-    width = max(len(p) + len(r) for p, r in zip(prompts, responses))
-    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)  # (B, T)
-    attention = torch.zeros((len(prompts), width), dtype=torch.long)  # (B, T)
-    response = torch.zeros((len(prompts), width), dtype=torch.bool)  # (B, T)
-    for b, (p, r) in enumerate(zip(prompts, responses)):
+    lengths = [len(p) + len(r) for p, r in rows]
+    input_ids = torch.full((len(rows), max(lengths)), pad_id, dtype=torch.long)  # (B, T)
+    response = torch.zeros(input_ids.shape, dtype=torch.bool)  # (B, T)
+    for b, (p, r) in enumerate(rows):
         input_ids[b, : len(p) + len(r)] = torch.tensor(p + r)
-        attention[b, : len(p) + len(r)] = 1
         response[b, len(p) : len(p) + len(r)] = True
     engine_logp = None
     if groups[0].engine_logps is not None:
         engine_logp = torch.tensor([x for g in groups for lp in g.engine_logps for x in lp], dtype=torch.float32)
-    return Batch(input_ids.to(device), attention.to(device), response[:, 1:].to(device), advantages.to(device),
-                 engine_logp)
-
-
-def micro_batches(rows, size, attention_mask):
-    """Row slices of at most `size`, each with the column count its longest sequence needs."""
-    for s in range(0, len(rows), size):
-        r = rows[s : s + size]
-        yield r, int(attention_mask[r].sum(1).max())
+    return Batch(input_ids.to(device), lengths, response[:, 1:].to(device), advantages.to(device), engine_logp)
 
 
 @torch.no_grad()
-def _score_rows(policy, batch, rows, micro_batch_size, temperature, old_logp, entropy):
-    """Fill old_logp and entropy, both (B, T-1), at `rows`: a no-grad pass, micro-batch by micro-batch."""
-    for r, width in micro_batches(rows, micro_batch_size, batch.attention_mask):
-        old_logp[r, : width - 1], entropy[r, : width - 1] = policy(*batch.rows(r, width), temperature)
+def score_rows(policy, batch, rows, cfg, old_logp, entropy):
+    """Fill old_logp and entropy, both (B, T-1), at `rows` (a list): no gradient, micro-batch by micro-batch."""
+    for part in micro_batches([batch.lengths[i] for i in rows], cfg.micro_batch_size, cfg.micro_batch_tokens):
+        r = [rows[j] for j in part]
+        input_ids, response = batch.rows(r)
+        attention = (torch.arange(input_ids.shape[1], device=input_ids.device) < torch.tensor([batch.lengths[i] for i in r], device=input_ids.device)[:, None]).long()
+        old_logp[r, : response.shape[1]], entropy[r, : response.shape[1]] = policy(input_ids, response, cfg.temperature, attention_mask=attention)
 
 
 @torch.no_grad()
-def score(policy, batch, micro_batch_size, temperature, group):
+def old_logprobs_and_entropies(policy, batch, cfg, pg):
     """The scoring pass: old log-probs and entropies of every response token, no gradient.
 
     Returns (the batch with old_logp and entropy set, entropy and rollout/trainer mismatch metrics).
     """
-    start = time.perf_counter()
-    valid = batch.response_mask
-    old_logp = torch.zeros(valid.shape, device=valid.device)  # (B, T-1)
-    entropy = torch.zeros(valid.shape, device=valid.device)  # (B, T-1)
-    _score_rows(policy, batch, torch.arange(len(batch.input_ids)), micro_batch_size, temperature, old_logp, entropy)
+    start, valid = time.perf_counter(), batch.response_mask
+    old_logp, entropy = torch.zeros(valid.shape, device=valid.device), torch.zeros(valid.shape, device=valid.device)  # (B, T-1)
+    score_rows(policy, batch, list(range(len(batch.lengths))), cfg, old_logp, entropy)
     e = entropy[valid]  # (n,)
     local = {"sum": e.sum(), "below": (e < 0.01).sum().float(), "count": valid.sum().float()}
     for q in (50, 80, 95):  # exact percentiles: the threshold of the forking mask with rho = 1 - q
-        selected = forking_token_mask(entropy, valid, 1.0 - q / 100, "top", group)
-        local[f"p{q}/min"] = torch.where(selected, entropy, math.inf).min()
+        local[f"p{q}/min"] = torch.where(forking_token_mask(entropy, valid, 1.0 - q / 100, "top", pg), entropy, math.inf).min()
     if batch.engine_logp is not None:
         # |logp_engine - logp_trainer|: near 0 unless the weight sync is broken. Misaligned tokens
         # would be a bug: report NaN, but still join the collective.
         trainer = old_logp[valid].cpu()  # row-major, the order of the responses' tokens
-        aligned = batch.engine_logp.shape == trainer.shape
-        d = (batch.engine_logp - trainer).abs() if aligned else torch.tensor([math.nan])
+        d = (batch.engine_logp - trainer).abs() if batch.engine_logp.shape == trainer.shape else torch.tensor([math.nan])
         local.update({"mismatch": d.sum(), "mismatch_count": torch.tensor(float(d.numel())), "mismatch/max": d.max()})
     s = reduce_metrics(local)
     metrics = {"entropy/mean": float(s["sum"] / s["count"]), "entropy/frac_below_0.01": float(s["below"] / s["count"]),
@@ -1591,100 +1615,76 @@ def score(policy, batch, micro_batch_size, temperature, group):
     return dataclasses.replace(batch, old_logp=old_logp, entropy=entropy), metrics
 
 
-TOKEN_MEAN_KEYS = ("loss/clipfrac_low", "loss/clipfrac_high", "loss/clipfrac_dual", "loss/ratio_mean", "loss/approx_kl")
+LOSS_METRICS = {"loss/clipfrac_low": "clip_low", "loss/clipfrac_high": "clip_high", "loss/clipfrac_dual": "clip_dual",
+                "loss/ratio_mean": "ratio", "loss/approx_kl": "approx_kl"}  # logged name: policy_loss's sum, over its tokens
 
 
-def update_policy(cfg, policy, optimizer, batch, step, rank, world, group, guard=None):
-    """--mini-batches optimizer steps on one scored batch: for each, 5. the token selection (--fork-mode,
-    the forking mask by default) over the whole mini-batch on all ranks and 6. the clipped surrogate and
-    AdamW. Returns the update's metrics, each a mean over the mini-batches unless docs/metrics.md says otherwise."""
-    start = time.perf_counter()
+def update_policy(cfg, policy, optimizer, batch, step, rank, world, pg, streak=0):
+    """--mini-batches AdamW steps on one scored batch: for each, 5. the forking mask (--fork-mode) over the
+    whole mini-batch on all ranks and 6. the clipped surrogate over the selected tokens, then AdamW.
+
+    An update whose loss or gradient is not finite is skipped; `streak` counts skipped updates in a row,
+    and the third stops the run (a diverged policy). Returns (metrics, each a mean over the mini-batches
+    unless docs/metrics.md says otherwise; streak).
+    """
+    start, n_rows, sign = time.perf_counter(), len(batch.lengths), -1.0 if cfg.fork_mode == "bottom" else 1.0
     lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
     for g in optimizer.param_groups:
         g["lr"] = lr
-    rows = torch.arange(len(batch.input_ids))
-    minis = torch.tensor_split(rows, min(cfg.mini_batches, len(rows)))
-    mask = torch.zeros_like(batch.response_mask)  # (B, T-1), filled one mini-batch at a time
-    entropy = batch.entropy.clone()  # (B, T-1), re-scored per mini-batch with --entropy-from current
-    select, edge = TOKEN_SELECTIONS[cfg.fork_mode]
-    out, selected, valid, skipped = collections.defaultdict(float), 0.0, 0.0, 0
-    bar = tqdm(total=len(rows), desc="update", unit="seq", leave=False, disable=rank != 0)
+    minis = [mb.tolist() for mb in torch.tensor_split(torch.arange(n_rows), min(cfg.mini_batches, n_rows))]
+    entropy, valid, out, totals = batch.entropy.clone(), batch.response_mask, collections.Counter(), collections.Counter()
     for i, mb in enumerate(minis):
         if i > 0 and cfg.entropy_from == "current":  # the training policy's entropies, after i updates
-            _score_rows(policy, batch, mb, cfg.micro_batch_size, cfg.temperature, torch.empty_like(entropy), entropy)
-        # 5. Token selection (the forking mask) over the whole mini-batch on all ranks.
+            score_rows(policy, batch, mb, cfg, torch.empty_like(entropy), entropy)
+        # 5. The forking mask over the whole mini-batch on all ranks.
         gen = torch.Generator(device=entropy.device).manual_seed(derive_seed(cfg.seed, "fork", step, i, rank))
-        mask[mb] = select(entropy[mb], batch.response_mask[mb], cfg.rho, group, gen)
-        # 6. The loss denominator counts the whole mini-batch (all micro-batches and ranks), so the
+        mask = forking_token_mask(entropy[mb], valid[mb], cfg.rho, cfg.fork_mode, pg, gen)  # (b, T-1)
+        # 6. The denominator counts the whole mini-batch (all micro-batches and ranks), so the
         # accumulated gradient is exactly the full mini-batch's.
-        count = (mask[mb] if cfg.loss_norm == "selected" else batch.response_mask[mb]).sum().float()
-        num_tokens = all_reduce(count)
-        local = {k: torch.zeros(()) for k in ("loss", "selected", "valid", *TOKEN_MEAN_KEYS)}
-        if edge:  # tau: the entropy at the edge of this selection
-            fill = math.inf if edge == "min" else -math.inf
-            local[f"tau/{edge}"] = getattr(torch.where(mask[mb], entropy[mb], fill), edge)().cpu()
-        for r, width in micro_batches(mb, cfg.micro_batch_size, batch.attention_mask):
-            input_ids, attention_mask, _ = batch.rows(r, width)
-            # Only the selected positions go through the LM head: the loss needs no other log-prob,
-            # and at rho = 0.2 that skips about 80% of the head's forward and backward.
-            logp, _ = policy(input_ids, attention_mask, mask[r, : width - 1], cfg.temperature)
-            loss, m = policy_loss(logp, batch.old_logp[r, : width - 1], batch.advantages[r], mask[r, : width - 1],
-                                  cfg.eps_low, cfg.eps_high, num_tokens, cfg.clip_ratio_c)
-            loss.backward()
-            tokens = m["loss/tokens"].cpu()
-            local["loss"] += loss.detach().cpu()  # each micro-batch's share of the mini-batch loss
-            for k in TOKEN_MEAN_KEYS:
-                local[k] += m[k].cpu() * tokens  # weighted by selected tokens, finished below
-            local["selected"] += tokens
-            local["valid"] += batch.response_mask[r].sum().cpu().float()
-            bar.update(len(r))
+        num_tokens = all_reduce((mask if cfg.loss_norm == "selected" else valid[mb]).sum().float())
+        local = {**backward(policy, batch, mb, mask, num_tokens, cfg), "valid": valid[mb].sum().float().cpu()}
+        if cfg.fork_mode != "random":  # tau, the entropy at the selection's edge: the least selected H (-H for bottom)
+            local["tau/min"] = torch.where(mask, sign * entropy[mb], math.inf).min().cpu()
         s = reduce_metrics(local)
         grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip or math.inf)  # 0: measure, never clip
         grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
         finite = bool(torch.isfinite(s["loss"]) and torch.isfinite(grad_norm))
+        streak = 0 if finite else streak + 1
         if finite:
             optimizer.step()
-        else:  # a NaN/inf loss or gradient: skip this step; the guard stops a run that keeps failing
-            skipped += 1
+        else:  # a NaN/inf loss or gradient: the update is skipped; three in a row is divergence
+            out["train/skipped_steps"] += 1.0
+        if streak >= 3:
+            raise RunError(f"step {step + 1}: the policy diverged: {streak} updates in a row had a non-finite loss or gradient "
+                           f"and were skipped; most likely the learning rate is too high (--lr {cfg.lr:g}); start again with a "
+                           "lower one. Nothing of this run after the last good checkpoint was saved")
         optimizer.zero_grad(set_to_none=True)
-        if guard is not None:
-            guard.check(finite, policy, step + 1)
-        out["loss/loss"] += float(s["loss"]) / len(minis)
-        for k in TOKEN_MEAN_KEYS:
-            out[k] += float(s[k] / s["selected"].clamp_min(1)) / len(minis)
-        out["train/grad_norm"] += float(grad_norm) / len(minis)
-        if edge:
-            out["fork/tau"] += float(s[f"tau/{edge}"]) / len(minis)
-        selected, valid = selected + float(s["selected"]), valid + float(s["valid"])
-    bar.close()
+        means = {"loss/loss": s["loss"], "train/grad_norm": grad_norm, **{k: s[v] / s["tokens"].clamp_min(1) for k, v in LOSS_METRICS.items()}}
+        if "tau/min" in s:
+            means["fork/tau"] = sign * s["tau/min"]
+        out.update({k: float(v) / len(minis) for k, v in means.items()})
+        totals.update({"selected": float(s["tokens"]), "valid": float(s["valid"])})
     seconds = time.perf_counter() - start
-    if skipped:
-        out["train/skipped_steps"] = float(skipped)
-    return {**out, "fork/frac_selected": selected / max(valid, 1), "train/lr": lr,
-            "train/groups": len(rows) // cfg.group_size * world, "train/tokens": valid,
-            "time/update": seconds, "perf/update_tokens_per_s": valid / max(seconds, 1e-9)}
+    return {**out, "train/lr": lr,
+            "fork/frac_selected": totals["selected"] / max(totals["valid"], 1), "train/groups": n_rows // cfg.group_size * world,
+            "train/tokens": totals["valid"], "time/update": seconds, "perf/update_tokens_per_s": totals["valid"] / max(seconds, 1e-9)}, streak
 
 
-class DivergenceGuard:
-    """Stops a run whose policy has diverged, before it can overwrite a checkpoint or final/: after
-    `limit` consecutive skipped updates (non-finite loss or gradient), or at once when an update
-    leaves non-finite weights. One transient NaN is skipped and forgotten. `streak` > 0 means the
-    current weights are suspect: main() writes no checkpoint then."""
-
-    def __init__(self, lr, limit=3):
-        self.lr, self.limit, self.streak = lr, limit, 0
-
-    def check(self, finite_update, policy, step):
-        self.streak = 0 if finite_update else self.streak + 1
-        cause = f"most likely the learning rate is too high (--lr {self.lr:g}); start again with a lower one"
-        if self.streak >= self.limit:
-            raise RunError(f"step {step}: the policy diverged: {self.streak} updates in a row had a non-finite loss or "
-                           f"gradient and were skipped; {cause}. Nothing of this run after the last good checkpoint was saved")
-        local = [p.to_local() if hasattr(p, "to_local") else p for p in policy.parameters()]  # this rank's shards
-        ok = torch.stack([torch.isfinite(p.detach()).all() for p in local]).all().float().cpu()
-        if finite_update and all_reduce(ok, "min") < 1:
-            raise RunError(f"step {step}: an update made the weights non-finite; {cause}. Nothing of this run after "
-                           "the last good checkpoint was saved")
+def backward(policy, batch, rows, mask, num_tokens, cfg):
+    """6. The clipped surrogate of `rows` (a mini-batch, `mask` its forking mask) over `num_tokens`, backward
+    micro-batch by micro-batch; returns the sums over its micro-batches of the loss and of policy_loss's sums."""
+    sums = collections.Counter({"loss": torch.zeros(())})
+    for part in micro_batches([batch.lengths[j] for j in rows], cfg.micro_batch_size, cfg.micro_batch_tokens):
+        r = [rows[j] for j in part]
+        input_ids, _ = batch.rows(r)
+        select = mask[part, : input_ids.shape[1] - 1]  # (b, w-1): only these tokens go through the LM head
+        attention = (torch.arange(input_ids.shape[1], device=input_ids.device) < torch.tensor([batch.lengths[i] for i in r], device=input_ids.device)[:, None]).long()
+        logp, _ = policy(input_ids, select, cfg.temperature, attention_mask=attention)
+        loss, stats = policy_loss(logp, batch.old_logp[r, : select.shape[1]], batch.advantages[r], select,
+                                  cfg.eps_low, cfg.eps_high, num_tokens, cfg.clip_ratio_c)
+        loss.backward()
+        sums.update({"loss": loss.detach().cpu(), **{k: v.cpu() for k, v in stats.items()}})
+    return dict(sums)
 
 
 # ======================================================================================
@@ -1693,26 +1693,27 @@ class DivergenceGuard:
 
 
 @torch.no_grad()
-def evaluate(cfg, engine, tokenizer, problems, rank, world, reward_fn=correctness):
-    """Greedy accuracy and the mean accuracy of k samples per problem at the rollout temperature
-    (the paper's Acc@16 with k = --eval-samples), over all ranks."""
-    if not problems:
-        return {}
+def evaluate(cfg, engine, tokenizer, eos, problems, rank, world, reward_fn=correctness, name=""):
+    """One eval set's metrics over all ranks: greedy accuracy; over k = --eval-samples samples per problem at
+    the rollout temperature, the mean accuracy (the paper's avg@k), pass@k, the mean length and the
+    truncated fraction. Keys eval/<name>/...; the built-in split (name "") logs eval/acc_greedy and eval/acc@k."""
     per_rank = -(-len(problems) // world)  # equal counts on every rank (FSDP2 generate is collective)
     index = [(rank * per_rank + i) % len(problems) for i in range(per_rank)]
     real = torch.tensor([1.0 if rank * per_rank + i < len(problems) else 0.0 for i in range(per_rank)])  # not a repeat
-    ids, answers = [problems[j][0] for j in index], [problems[j][1] for j in index]
-    k = cfg.eval_samples
-    bar = tqdm(total=per_rank * (1 + k), desc="eval", unit="answer", leave=False, disable=rank != 0)
+    ids, answers, k = [problems[j].ids for j in index], [problems[j].answer for j in index], cfg.eval_samples
     greedy, _ = engine.generate(ids, n=1, temperature=0.0, top_p=1.0, max_tokens=cfg.max_new_tokens)
-    bar.update(per_rank)
     sampled, _ = engine.generate(ids, n=k, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,
                                  seeds=[derive_seed(cfg.seed, "eval", j) for j in index])
-    bar.close()
-    g = reward_fn(tokenizer.batch_decode(greedy, skip_special_tokens=True), answers).float()  # (P,)
-    s = reward_fn(tokenizer.batch_decode(sampled, skip_special_tokens=True), [a for a in answers for _ in range(k)]).float()
-    t = reduce_metrics({"greedy": (g * real).sum(), "sampled": (s.view(-1, k).mean(1) * real).sum(), "count": real.sum()})
-    return {"eval/acc_greedy": float(t["greedy"] / t["count"]), f"eval/acc@{k}": float(t["sampled"] / t["count"])}
+    g, _ = judge(reward_fn, tokenizer, eos, greedy, answers)  # (P,)
+    s, finished = judge(reward_fn, tokenizer, eos, sampled, [a for a in answers for _ in range(k)])  # (P k,)
+    s, cut = s.view(-1, k), 1.0 - torch.tensor(finished, dtype=torch.float32).view(-1, k)  # (P, k)
+    lengths = torch.tensor([float(len(r)) for r in sampled]).view(-1, k)  # (P, k)
+    t = reduce_metrics({"greedy": (g * real).sum(), "mean": (s.mean(1) * real).sum(), "pass": (s.amax(1) * real).sum(),
+                        "length": (lengths.mean(1) * real).sum(), "cut": (cut.mean(1) * real).sum(), "count": real.sum()})
+    if not name:  # the built-in split: the keys the default run has always logged
+        return {"eval/acc_greedy": float(t["greedy"] / t["count"]), f"eval/acc@{k}": float(t["mean"] / t["count"])}
+    return {f"eval/{name}/{key}": float(t[part] / t["count"]) for key, part in (
+        ("acc_greedy", "greedy"), (f"mean@{k}", "mean"), (f"pass@{k}", "pass"), ("length_mean", "length"), ("truncated_frac", "cut"))}
 
 
 # ======================================================================================
@@ -1725,17 +1726,10 @@ def evaluate(cfg, engine, tokenizer, problems, rank, world, reward_fn=correctnes
 # ======================================================================================
 
 
-def describe_os_error(e):
-    """One line for an error of the disk (no space, read-only, quota, permissions): the path and the cause."""
-    path = e.filename if e.filename is not None else "a file of this run"
-    return f"{path}: {e.strerror or e}" + (" (free some space, then continue with --resume auto)" if e.errno == errno.ENOSPC else "")
-
-
 def _lookup(row, dotted):
+    """row["a"]["b"] for "a.b"; None when a key is missing."""
     for part in dotted.split("."):
-        if not isinstance(row, dict) or part not in row:
-            raise KeyError(dotted)
-        row = row[part]
+        row = row.get(part) if isinstance(row, dict) else None
     return row
 
 
@@ -1753,65 +1747,60 @@ def _read_rows(path, option):
         return rows, [f"{path}: row {i}" for i in range(len(rows))]
     if p.suffix not in (".jsonl", ".json"):
         raise InputError(f"{option}: {path}: expected a .jsonl or .parquet file")
-    if p.stat().st_size > BIG_DATA_BYTES:
-        print(f"forkgrpo: reading {path} ({p.stat().st_size / 2**20:.0f} MiB; Ctrl-C stops)", flush=True)
     rows, where = [], []
     with open(p, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise InputError(f"{path}:{lineno}: not UTF-8 text (byte {e.start + 1} of the line)") from None
-            if not line.strip():
-                continue
-            if not rows and line.lstrip().startswith("["):
-                raise InputError(f"{path}:{lineno}: expected JSON Lines (one object per line), not a JSON array")
-            try:
-                rows.append(json.loads(line))
+                row = json.loads(raw.decode("utf-8")) if raw.strip() else None
+            except UnicodeDecodeError:
+                raise InputError(f"{path}:{lineno}: not UTF-8 text") from None
             except json.JSONDecodeError as e:
                 raise InputError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            where.append(f"{path}:{lineno}")
+            if row is not None:
+                rows.append(row)
+                where.append(f"{path}:{lineno}")
     return rows, where
 
 
-def load_problems(path, prompt_key, answer_key, option="--data"):
-    """Problems from a .jsonl or .parquet file; a clear error naming the file and line otherwise."""
-    problems = []
-    for row, at in zip(*_read_rows(path, option)):
-        try:
-            prompt, answer = _lookup(row, prompt_key), _lookup(row, answer_key)
-        except KeyError as e:
-            flag = "--prompt-key" if e.args[0] == prompt_key else "--answer-key"
-            raise InputError(f"{at}: no key {e.args[0]!r} (choose it with {flag})") from None
+def load_problems(path, keys, option="--data"):
+    """Problems from a .jsonl or .parquet file whose first row has the keys (question, answer) of `keys` (the
+    options') or of LAYOUTS; a clear error naming the file and line otherwise. GSM8K's "... #### 42" gives 42."""
+    rows, where = _read_rows(path, option)
+    layouts = list(dict.fromkeys([keys, *LAYOUTS]))
+    found = next((k for k in layouts if all(_lookup(rows[0], key) is not None for key in k)), None) if rows else keys
+    if found is None:
+        raise InputError(f"{where[0]}: none of the layouts' keys; looked for " + ", ".join(f"{q} + {a}" for q, a in layouts)
+                         + " (name yours with --prompt-key and --answer-key)")
+    (prompt_key, answer_key), problems = found, []
+    for row, at in zip(rows, where):
+        prompt, answer = _lookup(row, prompt_key), _lookup(row, answer_key)
+        for key, value, flag in ((prompt_key, prompt, "--prompt-key"), (answer_key, answer, "--answer-key")):
+            if value is None:
+                raise InputError(f"{at}: no key {key!r} (choose it with {flag})")
         if not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt)):
             raise InputError(f"{at}: {prompt_key!r} must be a string or a list of chat messages")
         for i, m in enumerate(prompt if isinstance(prompt, list) else []):
             if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
                 raise InputError(f"{at}: message {i} of {prompt_key!r} needs a string 'role' and a string 'content'")
+        if isinstance(answer, list) and answer and all(isinstance(a, str) for a in answer):
+            answer = ", ".join(answer)  # OlympiadBench: the parts of a multi-part answer
         if isinstance(answer, float) and not math.isfinite(answer):
             raise InputError(f"{at}: the answer under {answer_key!r} is {answer}, not a number one can check")
         if isinstance(answer, (int, float)) and not isinstance(answer, bool):
             answer = str(answer)
         if not isinstance(answer, str) or not answer.strip():
             raise InputError(f"{at}: missing or empty answer under {answer_key!r}")
-        problems.append({"prompt": prompt, "answer": answer, "where": at})
+        problems.append({"prompt": prompt, "answer": answer.rsplit("####", 1)[-1].strip(), "where": at})
     if not problems:
         raise InputError(f"{option}: {path}: no problems in the file")
     return problems
-
-
-def _hashable(value):
-    """A hashable stand-in for a JSON-like value: equal values, equal stand-ins."""
-    if isinstance(value, dict):
-        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
-    return tuple(map(_hashable, value)) if isinstance(value, list) else value
 
 
 def drop_duplicates(problems):
     """The problems without rows whose (prompt, answer) repeats an earlier one, and how many went."""
     seen, unique = set(), []
     for p in problems:
-        key = (_hashable(p["prompt"]), p["answer"])  # about twice as fast as json.dumps
+        key = json.dumps([p["prompt"], p["answer"]], sort_keys=True, default=str)
         if key not in seen:
             seen.add(key)
             unique.append(p)
@@ -1918,11 +1907,8 @@ def _claim_out_dir(cfg):
     except InputError:
         release_out_dir(lock)
         raise
-    stale = [*out.glob("checkpoints/step_*.tmp"), *out.glob("final.tmp"), *out.glob("hf/step_*.tmp")]  # left by a kill mid-save
-    for folder in stale:
-        shutil.rmtree(folder, ignore_errors=True)
-    if stale:
-        print(f"forkgrpo: removed {len(stale)} unfinished save(s) in {out}", flush=True)
+    for folder in [*out.glob("checkpoints/step_*.tmp"), *out.glob("final.tmp"), *out.glob("hf/step_*.tmp")]:
+        shutil.rmtree(folder, ignore_errors=True)  # left by a kill mid-save
     return out, lock
 
 
@@ -1990,11 +1976,6 @@ def _cause(e):
     return describe_os_error(e) if isinstance(e, OSError) else _first_line(e)
 
 
-def _disk_full(e):
-    """ENOSPC or EDQUOT, also as safetensors' SafetensorError carries them: in its text."""
-    return getattr(e, "errno", None) in (28, 122) or any(s in str(e) for s in ("No space left", "os error 28", "os error 122"))
-
-
 def find_checkpoint(resume, out_dir):
     """The checkpoint folder that --resume names; None for "auto" with nothing saved yet."""
     if resume == "auto":
@@ -2050,37 +2031,23 @@ def run_options(cfg):
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in MAY_CHANGE_ON_RESUME}
 
 
-FINAL_SAVE_TRIES, FINAL_SAVE_WAIT = 60, 30.0  # on a full disk: 30 minutes to free space before the weights are lost
-BIG_DATA_BYTES = 50 * 2**20  # a data file over this says so before it is read
-
-
 def save_final(policy, tokenizer, out, rank):
     """The trained model as a transformers folder (safetensors), loadable by vLLM too. Every rank calls
-    it (the full state dict is gathered); rank 0 writes, into out.tmp renamed when complete. On a full
-    disk it retries every FINAL_SAVE_WAIT seconds rather than lose a run that saved no checkpoint;
-    every other error of the disk is one line."""
+    it (the full state dict is gathered); rank 0 writes, into out.tmp renamed when complete."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     full = get_model_state_dict(policy, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    tmp, retries = Path(f"{out}.tmp"), FINAL_SAVE_TRIES
-    for attempt in range(retries + 1) if rank == 0 else ():
+    if rank == 0:
+        tmp = Path(f"{out}.tmp")
         try:
             shutil.rmtree(tmp, ignore_errors=True)
-            state = {k.removeprefix("lm."): v for k, v in full.items()}
-            policy.lm.save_pretrained(tmp, state_dict=state, safe_serialization=True)
-
+            policy.lm.save_pretrained(tmp, state_dict={k.removeprefix("lm."): v for k, v in full.items()}, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
             shutil.rmtree(out, ignore_errors=True)
             os.replace(tmp, out)
-            break
         except Exception as e:
             shutil.rmtree(tmp, ignore_errors=True)  # a half-written folder is never taken for done
-            if not _disk_full(e) or attempt == retries:
-                raise RunError(f"{out}: cannot write the model ({_cause(e)})") from None
-            # The trained weights exist only in memory: wait for space instead of losing the run.
-            print(f"forkgrpo: {out}: no space left on the disk; free some, retrying in {FINAL_SAVE_WAIT:g} s "
-                  f"({retries - attempt} tries left; Ctrl-C twice gives up)", file=sys.stderr, flush=True)
-            time.sleep(FINAL_SAVE_WAIT)
+            raise RunError(f"{out}: cannot write the model ({_cause(e)})") from None
     barrier()
 
 
@@ -2117,24 +2084,18 @@ class MetricsLog:
     def write(self, m):
         if self.rank != 0:
             return
-        data = (json.dumps(m) + "\n").encode()
-        with open(self.path, "ab", buffering=0) as f:  # unbuffered: a failed write is not retried at close
-            size = f.seek(0, os.SEEK_END)
-            try:
-                while data:
-                    data = data[f.write(data):]
-            except OSError as e:
-                f.truncate(size)  # a line cut by a full disk is taken back: the log stays readable for --resume
-                raise OSError(e.errno, e.strerror, str(self.path)) from None
+        try:  # a line cut short by a full disk is dropped when the run resumes
+            with open(self.path, "a") as f:
+                f.write(json.dumps(m) + "\n")
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, str(self.path)) from None
         if self.wandb is not None:
             self.wandb.log({k: v for k, v in m.items() if k != "step"}, step=m["step"])
-        if "reward/mean" in m:
-            line = (f"step {m['step']:>4} | reward {m['reward/mean']:+.3f} acc {m['reward/accuracy']:.3f} "
-                    f"| len {m['length/mean']:.0f} trunc {m['length/truncated_frac']:.2f}")
-            if "loss/loss" in m:
-                line += (f" | H {m['entropy/mean']:.3f} tau {m.get('fork/tau', math.nan):.3f} "
-                         f"sel {m['fork/frac_selected']:.3f} | loss {m['loss/loss']:+.4f} gn {m['train/grad_norm']:.3f}")
-            print(line + f" | {m['time/step']:.1f}s", flush=True)
+        if "reward/mean" in m:  # a step; else an evaluation
+            shown = (("reward", "reward/mean"), ("acc", "reward/accuracy"), ("len", "length/mean"), ("trunc", "length/truncated_frac"),
+                     ("H", "entropy/mean"), ("tau", "fork/tau"), ("sel", "fork/frac_selected"), ("loss", "loss/loss"),
+                     ("gn", "train/grad_norm"), ("s", "time/step"))
+            print(f"step {m['step']:>4} | " + " ".join(f"{label} {m[k]:.3g}" for label, k in shown if k in m), flush=True)
         else:
             print(f"eval {m['step']:>4} | " + " ".join(f"{k[5:]} {v:.3f}" for k, v in m.items() if k != "step"), flush=True)
 
@@ -2145,33 +2106,6 @@ class MetricsLog:
     def close(self):
         if self.wandb is not None:
             self.wandb.finish()
-
-
-class StopRequest:
-    """First Ctrl-C (or SIGTERM, or SIGHUP from a closed terminal): finish the current step,
-    checkpoint, exit 130. Second: stop now, exit 130. Before training begins (`training` unset: data,
-    model, engine), the first stops at once: there is nothing to save yet."""
-
-    def __init__(self):
-        self.requested, self.previous, self.training = False, {}, False
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                self.previous[sig] = signal.signal(sig, self._handle)
-
-    def restore(self):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum, frame):
-        if self.requested or not self.training:
-            print("forkgrpo: stopping now" + (", without a checkpoint" if self.training else ""), file=sys.stderr, flush=True)
-            raise SystemExit(130)
-        self.requested = True
-        print("forkgrpo: stopping after this step (again to stop now)", file=sys.stderr, flush=True)
-
-    def agreed(self):
-        """All ranks stop together: any rank's request counts (a collective)."""
-        return bool(all_reduce(torch.tensor([float(self.requested)]), "max")[0] > 0)
 
 
 # ======================================================================================
@@ -2194,38 +2128,44 @@ def main(argv=None, reward_fn=None):
             raise InputError(f"--vllm-tp ({cfg.vllm_tp}) must divide the number of ranks ({world})")
         if cfg.prompts_per_step % world:
             raise InputError(f"--prompts-per-step ({cfg.prompts_per_step}) must be a multiple of the number of ranks ({world})")
-        train_set, eval_set, duplicates = load_datasets(cfg)
+        train_set, eval_sets, duplicates = load_datasets(cfg)
         out_dir, lock = claim_out_dir(cfg, rank, world)
         torch.manual_seed(cfg.seed)
         dtype = compute_dtype(cfg.dtype, device)
         policy, tokenizer, model_path = load_policy(cfg.model, device, world, cfg.activation_checkpointing, dtype, cfg.dist_timeout)
         eos = _eos_ids(tokenizer, policy.lm)
         train_set, skipped = encode_problems(train_set, tokenizer, cfg.template, cfg.max_prompt_len)
-        eval_set, eval_skipped = encode_problems(eval_set, tokenizer, cfg.template, cfg.max_prompt_len)
         if not train_set:
             raise InputError(f"--max-prompt-len {cfg.max_prompt_len}: every training prompt is longer")
+        encoded = [(name, *encode_problems(problems, tokenizer, cfg.template, cfg.max_prompt_len)) for name, problems in eval_sets]
+        eval_sets = [(name, problems) for name, problems, _ in encoded if problems]
         optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        start, position = 0, 0
+        start, position, streak = 0, 0, 0
         ckpt = find_checkpoint(cfg.resume, out_dir) if cfg.resume else None
         if ckpt is not None:
             start, position = load_checkpoint(ckpt, policy, optimizer, run_options(cfg))
-        stream, guard = PromptStream(train_set, cfg.seed, position), DivergenceGuard(cfg.lr)
-        group = dist.group.WORLD if world > 1 else None  # the forking mask pools all ranks' tokens
+        stream = PromptStream(train_set, cfg.seed, position)
+        pg = dist.group.WORLD if world > 1 else None  # the forking mask pools all ranks' tokens
         engine = make_engine(cfg, policy, tokenizer, model_path, eos, rank)
-        if start > 0:
-            engine.sync_weights(full_named_parameters(policy))  # the engine loaded the initial weights
+        if start > 0:  # the engine loaded the initial weights; sync asleep, so the KV cache is not mapped meanwhile
+            engine.sleep()
+            engine.sync_weights(full_named_parameters(policy, dtype))
         log = MetricsLog(out_dir, rank, start, cfg)
         log.note(f"{len(train_set)} training prompts ({skipped} skipped over --max-prompt-len, {duplicates} duplicates dropped), "
-                 f"{len(eval_set)} eval prompts ({eval_skipped} skipped), {world} rank(s) on {device}, "
-                 f"rollout {type(engine).__name__}" + (f", resumed at step {start}" if start else ""))
+                 f"{sum(len(p) for _, p in eval_sets)} eval prompts ({sum(n for *_, n in encoded)} skipped), {world} rank(s) on "
+                 f"{device}, rollout {type(engine).__name__}" + (f", resumed at step {start}" if start else ""))
         if cfg.prompts_per_step > len(train_set):
             log.note(f"warning: --prompts-per-step {cfg.prompts_per_step} exceeds the {len(train_set)} training "
                      "prompts, so each step repeats some of them")
-        if cfg.eval_size and not eval_set and (eval_skipped or cfg.eval_data):
-            log.note(f"warning: no evaluation: every eval prompt is longer than --max-prompt-len {cfg.max_prompt_len}")
+        for name, problems, _ in encoded:
+            if not problems:
+                log.note(f"warning: no evaluation{' of ' + name if name else ''}: every eval prompt is longer than "
+                         f"--max-prompt-len {cfg.max_prompt_len}")
         stop.training = True
-        if start == 0 and eval_set:
-            log.write({"step": 0, **evaluate(cfg, engine, tokenizer, eval_set, rank, world, reward_fn)})
+        evaluation = lambda step: [log.write({"step": step, **evaluate(cfg, engine, tokenizer, eos, problems, rank, world, reward_fn, name)})
+                                   for name, problems in eval_sets]  # one metrics line per eval set
+        if start == 0:
+            evaluation(0)
 
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
@@ -2237,28 +2177,28 @@ def main(argv=None, reward_fn=None):
                 # 3. Advantages: group-relative, per prompt, on this rank (whole groups, no communication).
                 batch = make_batch(groups, tokenizer.pad_token_id, device, cfg.group_size, cfg.scale_by_std)
                 # 4. Scoring pass: old log-probs and token entropies, chunked, no gradient.
-                batch, scored = score(policy, batch, cfg.micro_batch_size, cfg.temperature, group)
+                batch, scored = old_logprobs_and_entropies(policy, batch, cfg, pg)
                 # 5. Forking mask and 6. update: clipped surrogate on the selected tokens, AdamW.
-                updated = update_policy(cfg, policy, optimizer, batch, step, rank, world, group, guard)
+                updated, streak = update_policy(cfg, policy, optimizer, batch, step, rank, world, pg, streak)
                 del batch  # its activations' inputs would stay alive through the next rollout
                 # 7. Weight sync: the engine samples the next step from the updated policy.
-                metrics.update({**scored, **updated, "time/sync": engine.sync_weights(full_named_parameters(policy))})
+                metrics.update({**scored, **updated, "time/sync": engine.sync_weights(full_named_parameters(policy, dtype))})
             else:
-                engine.sync_weights(full_named_parameters(policy))  # a sleeping engine discarded its weights
+                engine.sync_weights(full_named_parameters(policy, dtype))  # a sleeping engine discarded its weights
                 metrics["train/skipped_steps"] = 1.0  # no informative group on some rank
             # 8. Log, evaluate, checkpoint.
             metrics["time/step"] = time.perf_counter() - t0
             log.write({"step": step + 1, **metrics})
             done = step + 1
-            if eval_set and ((cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps):
-                log.write({"step": done, **evaluate(cfg, engine, tokenizer, eval_set, rank, world, reward_fn)})
+            if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps:
+                evaluation(done)
             if cfg.save_hf_every and done % cfg.save_hf_every == 0:
                 save_final(policy, tokenizer, out_dir / "hf" / f"step_{done:06d}", rank)
             stopping = stop.agreed()
-            if ((cfg.save_every and done % cfg.save_every == 0) or stopping) and not guard.streak:  # never a suspect policy
+            if ((cfg.save_every and done % cfg.save_every == 0) or stopping) and not streak:  # never a suspect policy
                 path = save_checkpoint(out_dir, done, policy, optimizer, stream.position, run_options(cfg), rank)
             if stopping:
-                log.note(f"stopped; checkpoint in {path} (continue with --resume auto)" if not guard.streak else
+                log.note(f"stopped; checkpoint in {path} (continue with --resume auto)" if not streak else
                          "stopped without a checkpoint: the last update failed (non-finite loss or gradient)")
                 raise SystemExit(130)
         save_final(policy, tokenizer, out_dir / "final", rank)
