@@ -77,6 +77,7 @@ Deliberate deviations from the paper and the authors' code (a fork of verl):
 import argparse
 import ast
 import collections
+import contextlib
 import dataclasses
 import datetime
 import errno
@@ -86,6 +87,7 @@ import importlib.util
 import inspect
 import json
 import logging
+import logging.handlers
 import math
 import os
 import random
@@ -111,6 +113,7 @@ import torch.nn as nn
 
 # ======================================================================================
 # CONFIG
+# [REFERENCE] The options and their defaults: skim them, then read the method.
 #
 # One dataclass; the command line is generated from its fields, each with its help as the
 # docstring under it. Where a default differs from the paper's, the docstring says so: the
@@ -268,13 +271,9 @@ def parse_config(argv=None):
                                      allow_abbrev=False)  # --out is not --out-dir: run.sh and the trainer agree on names
     docs = _field_docs(Config)
     for f in dataclasses.fields(Config):
-        flag, kwargs = "--" + f.name.replace("_", "-"), dict(default=f.default, help=docs.get(f.name, ""))
-        if f.type is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
-        elif typing.get_origin(f.type) is Literal:
-            parser.add_argument(flag, choices=typing.get_args(f.type), **kwargs)
-        else:
-            parser.add_argument(flag, type=f.type, **kwargs)
+        kind = (dict(action=argparse.BooleanOptionalAction) if f.type is bool else dict(choices=typing.get_args(f.type))
+                if typing.get_origin(f.type) is Literal else dict(type=f.type))  # a flag, a choice, or a typed value
+        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, help=docs.get(f.name, ""), **kind)
     cfg = Config(**vars(parser.parse_args(argv)))
     if problem := config_problem(cfg):
         parser.error(problem)
@@ -295,10 +294,6 @@ def config_problem(cfg):
         return f"--clip-ratio-c must be 0 (off) or > 1 + --eps-high, got {cfg.clip_ratio_c}"
     if cfg.overlong_cache > cfg.max_new_tokens:
         return f"--overlong-cache must be <= --max-new-tokens, got {cfg.overlong_cache}"
-    try:
-        eval_files(cfg.eval_data)
-    except InputError as e:
-        return str(e)
     return None
 
 
@@ -322,10 +317,21 @@ def describe_os_error(e):
 
 
 
+def _cause(e):
+    """The first line of the error behind `e`: a DCP failure unwrapped, an OSError as its path and cause."""
+    for _ in range(8):  # a CheckpointException holds each failing rank's (exception, traceback)
+        failures = getattr(e, "failures", None)
+        inner = next(iter(failures.values()))[0] if failures else e.__cause__ or e.__context__
+        if inner is None or isinstance(e, OSError):
+            break
+        e = inner
+    return describe_os_error(e) if isinstance(e, OSError) else _first_line(e)
+
+
 # ======================================================================================
 # ALGORITHM
+# [THE METHOD] Pure functions: tensors in, tensors out. No config objects, no I/O.
 #
-# THE METHOD. Pure functions: tensors in, tensors out. No config objects, no I/O.
 # Paper: "Beyond the 80/20 Rule" (arXiv 2506.01939 v2); DAPO (arXiv 2503.14476);
 # GRPO (arXiv 2402.03300).
 # ======================================================================================
@@ -515,12 +521,12 @@ def forking_token_mask(entropy, valid, rho, mode="top", pg=None, generator=None)
     else:
         key = entropy.float() if mode == "top" else -entropy.float()  # (B, T); bottom-k is the top-k of -H
     pool = key[valid]  # (n,)
-    if pg is not None:  # every rank's valid keys: tau is the k-th largest of the whole mini-batch
+    if pg is not None:  # every rank's valid keys, padded to the longest rank's: tau is the whole mini-batch's
         sizes = [torch.zeros((), dtype=torch.int64, device=pool.device) for _ in range(dist.get_world_size(pg))]
         dist.all_gather(sizes, torch.tensor(len(pool), device=pool.device), group=pg)
-        parts = [pool.new_empty(int(n)) for n in sizes]
-        dist.all_gather(parts, pool, group=pg)
-        pool = torch.cat(parts)  # (N,)
+        parts = [pool.new_empty(int(max(sizes))) for _ in sizes]
+        dist.all_gather(parts, torch.cat([pool, pool.new_full((len(parts[0]) - len(pool),), -math.inf)]), group=pg)
+        pool = torch.cat([part[: int(n)] for part, n in zip(parts, sizes)])  # (N,)
     frac = Fraction(rho).limit_denominator(10**6)  # exact: the float rho * N can land above an integer
     k = -(-len(pool) * frac.numerator // frac.denominator)  # ceil(rho N), >= 1 when N > 0
     if k == 0:
@@ -706,47 +712,49 @@ def micro_batches(lengths, size, max_tokens=0):
 
 # ======================================================================================
 # REWARD
+# [PLUMBING] Skip on a first reading of the method.
 #
 # A reward is any function (responses, answers) -> (B,) float tensor in [0, 1], 1 for a right
-# answer; main() takes it as `reward_fn`. The trainer maps it to +1 / --incorrect-reward and adds
-# DAPO's overlong penalty. The default asks math_verify, the answer checker beside this file.
+# answer; one with a `finished` parameter also gets, per response, whether it ended at EOS (a
+# response cut at --max-new-tokens may stop mid-computation). main() takes it as `reward_fn`. The
+# trainer maps it to +1 / --incorrect-reward and adds DAPO's overlong penalty. The default asks
+# math_verify, the answer checker beside this file.
 # ======================================================================================
 
 
-def correctness(responses, answers, timeout=5.0):
+def correctness(responses, answers, finished=None, timeout=5.0):
     """1.0 where the response's final answer equals the gold answer, else 0.0; never raises.
 
     A thin adapter to math_verify.verify_batch, which parses without eval and kills a
-    worker that passes its deadline (the pair then scores 0).
+    worker that passes its deadline (the pair then scores 0). `finished` (a bool per response,
+    or None): a response that ended at EOS has its last line read as finished.
     """
     from math_verify import verify_batch
 
-    ok = verify_batch(list(zip(responses, answers)), timeout=timeout)
+    ok = verify_batch(list(zip(responses, answers)), timeout=timeout, finished=finished)
     return torch.tensor([1.0 if o else 0.0 for o in ok])  # (B,)
 
 
 def judge(reward_fn, tokenizer, eos, responses, answers):
-    """reward_fn on the decoded responses, (B,) float32 in [0, 1], and whether each response ended at EOS."""
-    finished = [bool(r) and r[-1] in eos for r in responses]
-    return reward_fn(tokenizer.batch_decode(responses, skip_special_tokens=True), answers).float(), finished
+    """reward_fn on the decoded responses, (B,) float32 in [0, 1], and whether each response ended at EOS
+    (passed on as `finished` to a reward_fn that takes it)."""
+    finished, params = [bool(r) and r[-1] in eos for r in responses], inspect.signature(reward_fn).parameters
+    told = {"finished": finished} if "finished" in params or any(p.kind == p.VAR_KEYWORD for p in params.values()) else {}
+    return reward_fn(tokenizer.batch_decode(responses, skip_special_tokens=True), answers, **told).float(), finished
 
 
 def check_math_verify():
-    """Refuse, before the model loads, a math_verify that is not forkgrpo's: Hugging Face's Math-Verify
-    has the same import name, and would fail only at the first reward."""
-    try:
-        import math_verify
-    except ImportError as e:
-        raise InputError(f"cannot import math_verify ({e}): forkgrpo's answer checker is the math_verify/ "
-                         "folder that ships beside forkgrpo.py; copy it there") from None
-    if not hasattr(math_verify, "verify_batch"):
-        raise InputError(f"the math_verify imported from {getattr(math_verify, '__file__', '?')} is not forkgrpo's "
-                         "(it has no verify_batch; Hugging Face's Math-Verify has the same import name): put forkgrpo's "
-                         "math_verify/ folder beside forkgrpo.py")
+    """Refuse, before the model loads, a math_verify that is not forkgrpo's: Hugging Face's Math-Verify has the
+    same import name (and no verify_batch), and would fail only at the first reward."""
+    spec = importlib.util.find_spec("math_verify")
+    if spec is None or not hasattr(importlib.import_module("math_verify"), "verify_batch"):
+        raise InputError(f"the math_verify that Python finds ({spec.origin if spec else 'none'}) is not forkgrpo's answer "
+                         "checker: put the math_verify/ folder that ships with forkgrpo.py beside it")
 
 
 # ======================================================================================
 # DATA
+# [PLUMBING] Skip on a first reading of the method.
 #
 # A problem is {"prompt": str or chat messages, "answer": str}. Without --data, a generated set of
 # arithmetic word problems that the embedded 135M model can learn on a CPU in minutes; with --data
@@ -759,13 +767,11 @@ BASE_TEMPLATE = (  # the paper's template for base models (arXiv 2506.01939 v2, 
     "\\boxed{{}}.\n\nAssistant:\n"
 )
 CHAT_SUFFIX = "\nPlease reason step by step, and put your final answer within \\boxed{}."
-LAYOUTS = (  # (question key, answer key) of common files, tried in order after --prompt-key/--answer-key
-    ("prompt", "reward_model.ground_truth"),  # DAPO-Math-17K (verl's layout)
-    ("problem", "answer"),  # MATH-500, AIME, AMC
-    ("Problem", "Answer"),  # AIME 2024 as some copies ship it
-    ("question", "answer"),  # GSM8K (the answer ends in "#### n"), Minerva, AMC
-    ("question", "final_answer"),  # OlympiadBench (a list of answers)
-)
+# (question key, answer key) of common files, tried in order after --prompt-key/--answer-key: DAPO-Math-17K (verl's
+# layout); MATH-500, AIME, AMC; AIME 2024 as some copies ship it; GSM8K (the answer ends in "#### n"), Minerva;
+# OlympiadBench (a list of answers).
+LAYOUTS = (("prompt", "reward_model.ground_truth"), ("problem", "answer"), ("Problem", "Answer"), ("question", "answer"),
+           ("question", "final_answer"))
 
 _NAMES = ("Ava", "Ben", "Carla", "Dev", "Emma", "Finn", "Grace", "Hugo", "Iris", "Jack")
 _ITEMS = ("apples", "books", "coins", "pencils", "stickers", "marbles", "cards", "shells")
@@ -773,23 +779,16 @@ _ITEMS = ("apples", "books", "coins", "pencils", "stickers", "marbles", "cards",
 
 def builtin_problems(n, seed):
     """n one-step arithmetic word problems on small numbers, as chat prompts with integer answers."""
-    rng = random.Random(seed)
-    problems = []
+    rng, problems = random.Random(seed), []
     for _ in range(n):
         name, item = rng.choice(_NAMES), rng.choice(_ITEMS)
         a, b, kind = rng.randint(2, 12), rng.randint(2, 6), rng.randrange(4)
-        if kind == 0:
-            q, ans = f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?", a + b
-        elif kind == 1:
-            q, ans = f"{name} has {a + b} {item} and gives away {b}. How many {item} are left?", a
-        elif kind == 2:
-            a = rng.randint(2, 6)
-            q, ans = f"{name} buys {b} bags with {a} {item} in each bag. How many {item} is that?", a * b
-        else:
-            a = rng.randint(2, 6)
-            q, ans = f"{name} shares {a * b} {item} equally among {b} friends. How many {item} does each friend get?", a
-        content = q + " Put the final answer in \\boxed{}."
-        problems.append({"prompt": [{"role": "user", "content": content}], "answer": str(ans)})
+        a = rng.randint(2, 6) if kind >= 2 else a  # products stay small
+        q, ans = [(f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?", a + b),
+                  (f"{name} has {a + b} {item} and gives away {b}. How many {item} are left?", a),
+                  (f"{name} buys {b} bags with {a} {item} in each bag. How many {item} is that?", a * b),
+                  (f"{name} shares {a * b} {item} equally among {b} friends. How many {item} does each friend get?", a)][kind]
+        problems.append({"prompt": [{"role": "user", "content": q + " Put the final answer in \\boxed{}."}], "answer": str(ans)})
     return problems
 
 
@@ -834,11 +833,9 @@ def encode_problems(problems, tokenizer, template, max_prompt_len):
     for i, p in enumerate(problems):
         try:
             text = render_prompt(p["prompt"], tokenizer, template)
-        except InputError as e:
-            raise InputError(f"{p.get('where', f'problem {i}')}: {e}") from None
-        except Exception as e:  # the chat template is the model's own Jinja code
-            raise InputError(f"{p.get('where', f'problem {i}')}: the chat template failed on this prompt "
-                             f"({type(e).__name__}: {e})") from None
+        except Exception as e:  # no user message, or the chat template (the model's own Jinja code) failed
+            why = e if isinstance(e, InputError) else f"the chat template failed on this prompt ({type(e).__name__}: {e})"
+            raise InputError(f"{p.get('where', f'problem {i}')}: {why}") from None
         ids = tokenizer(text, add_special_tokens=False)["input_ids"] if len(text) <= max_prompt_len * widest else None
         if ids is None or len(ids) > max_prompt_len:
             skipped += 1
@@ -850,11 +847,8 @@ def encode_problems(problems, tokenizer, template, max_prompt_len):
 def eval_files(spec):
     """--eval-data as [(name, path)]: NAME=PATH entries separated by commas; a bare PATH is named by its file stem."""
     entries = [e.split("=", 1) if "=" in e else (Path(e).stem, e) for e in map(str.strip, spec.split(",")) if e]
-    names = [name for name, _ in entries]
-    for name, path in entries:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not path or names.count(name) > 1:
-            raise InputError(f"--eval-data: {name}={path}: each entry is NAME=PATH with a unique NAME of letters, "
-                             "digits, '_', '.' and '-'")
+    if len({name for name, _ in entries}) < len(entries) or not all(re.fullmatch(r"[\w.-]+", n) and p for n, p in entries):
+        raise InputError(f"--eval-data {spec}: each entry is NAME=PATH, a unique NAME of letters, digits, '_', '.' and '-'")
     return entries
 
 
@@ -877,6 +871,7 @@ def load_datasets(cfg):
 
 # ======================================================================================
 # DISTRIBUTED
+# [PLUMBING] Skip on a first reading of the method.
 #
 # torchrun sets RANK, WORLD_SIZE, LOCAL_RANK; RANK unset means one process and no
 # process group. NCCL on CUDA, gloo on CPU. Every rank owns whole prompt groups, so
@@ -902,8 +897,6 @@ def setup_distributed(timeout_minutes=180.0):
 def init_process_group(device, rank, world, timeout_minutes):
     """NCCL on CUDA, gloo on CPU, with a collective timeout of `timeout_minutes`: a rank waits that
     long for the slowest one, whose rollout can take longer than NCCL's default 10 minutes."""
-    import datetime
-
     cuda = device.type == "cuda"
     try:
         dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world, device_id=device if cuda else None,
@@ -946,6 +939,12 @@ def reduce_metrics(local):
     return out
 
 
+def barrier():
+    """Wait for every rank (the checkpoint's folder exists, every shard is written, ...)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
 def teardown_distributed():
     if dist.is_initialized():
         dist.destroy_process_group()
@@ -986,6 +985,7 @@ def derive_seed(*parts):
 
 # ======================================================================================
 # MODEL
+# [PLUMBING] Skip on a first reading of the method, except Policy.forward.
 #
 # Loading, FSDP2 sharding, and the Policy wrapper whose forward returns per-token log-probs
 # and entropies without materialising the logits.
@@ -996,19 +996,13 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / ".cache" / "SmolLM2-135M-I
 
 def resolve_model(name):
     """The folder or hub id to load; "default" is the embedded model that ./run.sh prepares."""
-    if name != "default":
-        path = Path(name).expanduser()
-        if path.is_dir():
-            return str(path)
-        if path.exists() or name.startswith(("/", ".", "~")) or name.count("/") > 1:
-            raise InputError(f"--model {name}: no such model folder (a hub id reads ORG/NAME)")
-        return name  # a hub id
-    if not (DEFAULT_MODEL_DIR / "config.json").is_file():
-        raise InputError(
-            f"--model default: {DEFAULT_MODEL_DIR} is not prepared; run ./run.sh once (it converts "
-            "the embedded SmolLM2-135M-Instruct), or pass --model PATH_OR_HUB_ID"
-        )
-    return str(DEFAULT_MODEL_DIR)
+    path = DEFAULT_MODEL_DIR if name == "default" else Path(name).expanduser()
+    if name == "default" and not (path / "config.json").is_file():
+        raise InputError(f"--model default: {path} is not prepared; run ./run.sh once (it converts the embedded "
+                         "SmolLM2-135M-Instruct), or pass --model PATH_OR_HUB_ID")
+    if not path.is_dir() and (path.exists() or name.startswith(("/", ".", "~")) or name.count("/") > 1):
+        raise InputError(f"--model {name}: no such model folder (a hub id reads ORG/NAME)")
+    return str(path) if path.is_dir() else name  # a folder, or a hub id
 
 
 class Policy(nn.Module):
@@ -1053,9 +1047,7 @@ class Policy(nn.Module):
 
 def compute_dtype(option, device):
     """The torch dtype of --dtype: auto is bfloat16 on CUDA, float32 on CPU (bf16 matmuls are slow on most CPUs)."""
-    if option == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, option)
+    return getattr(torch, option) if option != "auto" else torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
 def load_policy(name, device, world, activation_checkpointing, dtype=torch.float32, timeout_minutes=180.0):
@@ -1073,14 +1065,14 @@ def load_policy(name, device, world, activation_checkpointing, dtype=torch.float
     path, rank = resolve_model(name), dist.get_rank() if dist.is_initialized() else 0
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        source = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32) if rank == 0 else None  # float32 master weights
+        # float32 master weights; under torchrun rank 0 reads the checkpoint's own dtype (bf16: half the host RAM
+        # of float32, 61 GiB for 32B), cast exactly into every rank's float32 shards below
+        source = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32 if world == 1 else "auto") if rank == 0 else None
         if world > 1:
             with torch.device("meta"):  # the skeleton every rank shards; its tensors take no memory
                 lm = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path), dtype=torch.float32)
-            try:  # the model's own EOS ids, as rank 0's from_pretrained reads them
+            with contextlib.suppress(OSError):  # the model's own EOS ids, as rank 0's from_pretrained reads them (if saved)
                 lm.generation_config = GenerationConfig.from_pretrained(path)
-            except OSError:
-                pass  # none saved: the one from_config derived, as from_pretrained would
         else:
             lm = source
     except (OSError, ValueError) as e:  # not a model folder, or a hub id that cannot be fetched
@@ -1117,14 +1109,12 @@ def check_plain_lm_head(lm, name):
     """Refuse a model whose logits are not hidden @ lm_head.weight.T: the chunked log-prob and
     entropy code computes exactly that, and would be silently wrong for the others."""
     config = getattr(lm.config, "text_config", None) or lm.config
-    for attr, neutral in (("final_logit_softcapping", None), ("logit_scale", None), ("logits_scaling", 1.0)):
-        value = getattr(config, attr, neutral)
-        if value is not None and value != neutral:
-            raise InputError(f"--model {name}: config.{attr} = {value} transforms the logits, which forkgrpo's "
-                             "chunked log-probs and entropies do not apply; this model is not supported yet")
-    if getattr(lm.get_output_embeddings(), "bias", None) is not None:
-        raise InputError(f"--model {name}: the LM head has a bias, which forkgrpo's chunked log-probs and "
-                         "entropies do not add; this model is not supported yet")
+    neutral = {"final_logit_softcapping": None, "logit_scale": None, "logits_scaling": 1.0}  # values that leave logits alone
+    found = [f"config.{a} = {v} transforms the logits" for a in neutral if (v := getattr(config, a, None)) not in (None, neutral[a])]
+    found += ["the LM head has a bias"] * (getattr(lm.get_output_embeddings(), "bias", None) is not None)
+    if found:
+        raise InputError(f"--model {name}: {found[0]}, which forkgrpo's chunked log-probs and entropies do not apply; "
+                         "this model is not supported yet")
 
 
 def shard(policy, device, dtype, timeout_minutes=180.0):
@@ -1136,8 +1126,7 @@ def shard(policy, device, dtype, timeout_minutes=180.0):
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
         init_process_group(device, 0, 1, timeout_minutes)
-    mp = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32) if dtype != torch.float32 else None
-    kwargs = {"mp_policy": mp} if mp else {}
+    kwargs = {"mp_policy": MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32)} if dtype != torch.float32 else {}
     for layer in policy.lm.model.layers:
         fully_shard(layer, **kwargs)
     fully_shard(policy, **kwargs)
@@ -1160,17 +1149,19 @@ def full_named_parameters(policy, dtype=None):
 
 
 def _eos_ids(tokenizer, lm):
-    ids = lm.generation_config.eos_token_id if lm.generation_config is not None else None
-    ids = ids if ids is not None else tokenizer.eos_token_id
+    """The ids that end a response: the model's generation config's, else the tokenizer's."""
+    ids = getattr(lm.generation_config, "eos_token_id", None)
+    ids = tokenizer.eos_token_id if ids is None else ids
     return [ids] if isinstance(ids, int) else list(ids)
 
 
 # ======================================================================================
 # ROLLOUT
+# [PLUMBING] Skip on a first reading of the method.
 #
 # The engines that sample responses: vLLM colocated on each rank, or transformers generate. The
 # trainer needs only what RolloutEngine names; another engine (an inference server, SGLang) is
-# one class with these five methods, returned by make_engine.
+# one class with these four methods, returned by make_engine.
 # ======================================================================================
 
 
@@ -1304,16 +1295,16 @@ class VLLMRollout:
         # executors pass kwargs by reference, so a generator works. It reports weights it did not load only
         # as a warning (model_loader/reload/inplace.py), which VLLM_LOGGING_LEVEL=ERROR hides; after a
         # level-2 sleep such a weight holds uninitialised memory, so a warning is caught and stops the run.
-        logger, unloaded = logging.getLogger("vllm.model_executor.model_loader.reload.inplace"), []
-        catch = logging.Handler(logging.WARNING)
-        catch.emit = lambda record: unloaded.append(record.getMessage()) if "not loaded" in str(record.msg) else None
-        level, _ = logger.level, logger.addHandler(catch)
+        logger = logging.getLogger("vllm.model_executor.model_loader.reload.inplace")
+        catch, level = logging.handlers.BufferingHandler(10**6), logger.level
+        logger.addHandler(catch)
         logger.setLevel(logging.WARNING)
         try:
             self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(named_tensors), "is_checkpoint_format": True})
         finally:
             logger.removeHandler(catch)
             logger.setLevel(level)
+        unloaded = [r.getMessage() for r in catch.buffer if "not loaded" in str(r.msg)]
         if unloaded:
             raise RunError(f"vLLM did not load every weight of the policy ({unloaded[0][:300]}); the engine would sample "
                            "from uninitialised memory")
@@ -1348,12 +1339,10 @@ class VLLMRollout:
 
 
 def _sampled_logprobs(logprobs, token_ids):
-    """The log-prob of each sampled token, from vLLM's FlatLogprobs (or its list of dicts, without flat_logprobs)."""
-    if hasattr(logprobs, "start_indices"):  # FlatLogprobs: position i's entries are start_indices[i]:end_indices[i]
-        if [logprobs.token_ids[i] for i in logprobs.start_indices] != list(token_ids):
-            raise RuntimeError("vLLM returned log-probs of other tokens than it sampled")
-        return [logprobs.logprobs[i] for i in logprobs.start_indices]
-    return [step[t].logprob for step, t in zip(logprobs, token_ids)]
+    """The log-prob of each sampled token, from vLLM's FlatLogprobs (position i's entries are start_indices[i]:end_indices[i])."""
+    if [logprobs.token_ids[i] for i in logprobs.start_indices] != list(token_ids):
+        raise RuntimeError("vLLM returned log-probs of other tokens than it sampled")
+    return [logprobs.logprobs[i] for i in logprobs.start_indices]
 
 
 def _refresh_tied_lm_head(worker):
@@ -1406,7 +1395,7 @@ class HFRollout:
         ids = torch.tensor([[pad] * (width - len(x)) + x for x in prompts], device=self.device)  # left padding
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in prompts], device=self.device)
         new = self.policy(ids, generate=gen, attention_mask=mask)[:, width:].tolist()  # (n, new tokens)
-        return [_cut_at_eos(seq, self.eos) for seq in new]
+        return [seq[: next((i + 1 for i, t in enumerate(seq) if t in self.eos), len(seq))] for seq in new]  # up to its EOS
 
     def sync_weights(self, named_tensors):
         return 0.0  # generates with the training weights themselves
@@ -1414,19 +1403,11 @@ class HFRollout:
     sleep = close = lambda self: None  # nothing to free: this engine is the policy itself
 
 
-def _cut_at_eos(seq, eos):
-    """seq up to and including its first EOS token: EOS is part of the response (it is trained on)."""
-    return seq[: next((i + 1 for i, t in enumerate(seq) if t in eos), len(seq))]
-
-
 def make_engine(cfg, policy, tokenizer, model_path, eos, rank):
     """The rollout engine: vLLM colocated on this rank, or transformers generate."""
-    kind = cfg.rollout
-    if kind == "auto":
-        kind = "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
-        if kind == "hf" and rank == 0:
+    if cfg.rollout == "hf" or cfg.rollout == "auto" and importlib.util.find_spec("vllm") is None:
+        if cfg.rollout == "auto" and rank == 0:
             print("forkgrpo: vLLM is not installed; generating with transformers (slower)", file=sys.stderr)
-    if kind == "hf":
         return HFRollout(policy, tokenizer, eos)
     device = next(policy.parameters()).device
     if device.type == "cuda":
@@ -1460,6 +1441,7 @@ def check_memory_split(local_params, total_bytes, utilization, reserve=2 * 2**30
 
 # ======================================================================================
 # TRAINING STEP
+# [THE METHOD] Read this section, ALGORITHM and MAIN to learn forking-token RLVR.
 #
 # One step's phases, in main()'s order: collect rollouts (sample, reward, dynamic sampling),
 # make the batch (advantages), score it (old log-probs, entropies), update the policy (forking
@@ -1474,23 +1456,19 @@ class PromptStream:
 
     def __init__(self, problems, seed, position=0):
         self.problems, self.seed, self.position = problems, seed, position
-        self._orders = {}
+
+    @functools.lru_cache(maxsize=2)
+    def order(self, epoch):
+        """The shuffled problem indices of one pass over the data."""
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, "data", epoch))
+        return torch.randperm(len(self.problems), generator=gen).tolist()
 
     def take(self, per_rank, rank, world):
         """This rank's slice of the next per_rank * world prompts, as (global position, Problem);
         every rank advances the position equally."""
-        out = []
-        for j in range(self.position + rank * per_rank, self.position + (rank + 1) * per_rank):
-            epoch, i = divmod(j, len(self.problems))
-            out.append((j, self.problems[self._order(epoch)[i]]))
+        positions = range(self.position + rank * per_rank, self.position + (rank + 1) * per_rank)
         self.position += per_rank * world
-        return out
-
-    def _order(self, epoch):
-        if epoch not in self._orders:
-            gen = torch.Generator().manual_seed(derive_seed(self.seed, "data", epoch))
-            self._orders = {epoch: torch.randperm(len(self.problems), generator=gen).tolist()}
-        return self._orders[epoch]
+        return [(j, self.problems[self.order(j // len(self.problems))[j % len(self.problems)]]) for j in positions]
 
 
 class PromptGroup(typing.NamedTuple):
@@ -1531,12 +1509,12 @@ def collect_rollouts(cfg, engine, tokenizer, eos, stream, rank, world, reward_fn
         usable = int(all_reduce(torch.tensor(min(len(kept), want)), "min"))  # all ranks draw again, or none
         if usable >= want:
             break
-    s = {k: float(v) for k, v in reduce_metrics({**{k: torch.tensor(float(v), dtype=torch.float64) for k, v in sums.items()},
-                                                 "length/max": torch.tensor(longest, dtype=torch.float64)}).items()}
-    n, seconds = max(s["rollout/responses"], 1.0), time.perf_counter() - start
+    total = {k: float(v) for k, v in reduce_metrics({**{k: torch.tensor(float(v), dtype=torch.float64) for k, v in sums.items()},
+                                                     "length/max": torch.tensor(longest, dtype=torch.float64)}).items()}
+    n, seconds = max(total["rollout/responses"], 1.0), time.perf_counter() - start
     per_response = ("reward/mean", "reward/accuracy", "length/mean", "length/truncated_frac")
-    return kept[:usable], {**{k: v / n if k in per_response else v for k, v in s.items()}, "time/rollout": seconds,
-                           "perf/rollout_tokens_per_s": s["length/mean"] / max(seconds, 1e-9)}
+    return kept[:usable], {**{k: v / n if k in per_response else v for k, v in total.items()}, "time/rollout": seconds,
+                           "perf/rollout_tokens_per_s": total["length/mean"] / max(seconds, 1e-9)}
 
 
 @dataclass
@@ -1582,8 +1560,7 @@ def score_rows(policy, batch, rows, cfg, old_logp, entropy):
     for part in micro_batches([batch.lengths[i] for i in rows], cfg.micro_batch_size, cfg.micro_batch_tokens):
         r = [rows[j] for j in part]
         input_ids, response = batch.rows(r)
-        attention = (torch.arange(input_ids.shape[1], device=input_ids.device) < torch.tensor([batch.lengths[i] for i in r], device=input_ids.device)[:, None]).long()
-        old_logp[r, : response.shape[1]], entropy[r, : response.shape[1]] = policy(input_ids, response, cfg.temperature, attention_mask=attention)
+        old_logp[r, : response.shape[1]], entropy[r, : response.shape[1]] = policy(input_ids, response, cfg.temperature)
 
 
 @torch.no_grad()
@@ -1605,12 +1582,12 @@ def old_logprobs_and_entropies(policy, batch, cfg, pg):
         trainer = old_logp[valid].cpu()  # row-major, the order of the responses' tokens
         d = (batch.engine_logp - trainer).abs() if batch.engine_logp.shape == trainer.shape else torch.tensor([math.nan])
         local.update({"mismatch": d.sum(), "mismatch_count": torch.tensor(float(d.numel())), "mismatch/max": d.max()})
-    s = reduce_metrics(local)
-    metrics = {"entropy/mean": float(s["sum"] / s["count"]), "entropy/frac_below_0.01": float(s["below"] / s["count"]),
-               **{f"entropy/p{q}": float(s[f"p{q}/min"]) for q in (50, 80, 95)}}
+    total = reduce_metrics(local)
+    metrics = {"entropy/mean": float(total["sum"] / total["count"]), "entropy/frac_below_0.01": float(total["below"] / total["count"]),
+               **{f"entropy/p{q}": float(total[f"p{q}/min"]) for q in (50, 80, 95)}}
     if batch.engine_logp is not None:
-        metrics["rollout/logp_mismatch_mean"] = float(s["mismatch"] / s["mismatch_count"])
-        metrics["rollout/logp_mismatch_max"] = float(s["mismatch/max"])
+        metrics.update({"rollout/logp_mismatch_mean": float(total["mismatch"] / total["mismatch_count"]),
+                        "rollout/logp_mismatch_max": float(total["mismatch/max"])})
     metrics["time/score"] = time.perf_counter() - start
     return dataclasses.replace(batch, old_logp=old_logp, entropy=entropy), metrics
 
@@ -1629,8 +1606,8 @@ def update_policy(cfg, policy, optimizer, batch, step, rank, world, pg, streak=0
     """
     start, n_rows, sign = time.perf_counter(), len(batch.lengths), -1.0 if cfg.fork_mode == "bottom" else 1.0
     lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
-    for g in optimizer.param_groups:
-        g["lr"] = lr
+    for param_group in optimizer.param_groups:
+        param_group["lr"] = lr
     minis = [mb.tolist() for mb in torch.tensor_split(torch.arange(n_rows), min(cfg.mini_batches, n_rows))]
     entropy, valid, out, totals = batch.entropy.clone(), batch.response_mask, collections.Counter(), collections.Counter()
     for i, mb in enumerate(minis):
@@ -1645,10 +1622,10 @@ def update_policy(cfg, policy, optimizer, batch, step, rank, world, pg, streak=0
         local = {**backward(policy, batch, mb, mask, num_tokens, cfg), "valid": valid[mb].sum().float().cpu()}
         if cfg.fork_mode != "random":  # tau, the entropy at the selection's edge: the least selected H (-H for bottom)
             local["tau/min"] = torch.where(mask, sign * entropy[mb], math.inf).min().cpu()
-        s = reduce_metrics(local)
+        reduced = reduce_metrics(local)
         grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip or math.inf)  # 0: measure, never clip
         grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
-        finite = bool(torch.isfinite(s["loss"]) and torch.isfinite(grad_norm))
+        finite = bool(torch.isfinite(reduced["loss"]) and torch.isfinite(grad_norm))
         streak = 0 if finite else streak + 1
         if finite:
             optimizer.step()
@@ -1659,15 +1636,16 @@ def update_policy(cfg, policy, optimizer, batch, step, rank, world, pg, streak=0
                            f"and were skipped; most likely the learning rate is too high (--lr {cfg.lr:g}); start again with a "
                            "lower one. Nothing of this run after the last good checkpoint was saved")
         optimizer.zero_grad(set_to_none=True)
-        means = {"loss/loss": s["loss"], "train/grad_norm": grad_norm, **{k: s[v] / s["tokens"].clamp_min(1) for k, v in LOSS_METRICS.items()}}
-        if "tau/min" in s:
-            means["fork/tau"] = sign * s["tau/min"]
+        means = {"loss/loss": reduced["loss"], "train/grad_norm": grad_norm,
+                 **{k: reduced[v] / reduced["tokens"].clamp_min(1) for k, v in LOSS_METRICS.items()}}
+        if "tau/min" in reduced:
+            means["fork/tau"] = sign * reduced["tau/min"]
         out.update({k: float(v) / len(minis) for k, v in means.items()})
-        totals.update({"selected": float(s["tokens"]), "valid": float(s["valid"])})
+        totals.update({"selected": float(reduced["tokens"]), "valid": float(reduced["valid"])})
     seconds = time.perf_counter() - start
-    return {**out, "train/lr": lr,
-            "fork/frac_selected": totals["selected"] / max(totals["valid"], 1), "train/groups": n_rows // cfg.group_size * world,
-            "train/tokens": totals["valid"], "time/update": seconds, "perf/update_tokens_per_s": totals["valid"] / max(seconds, 1e-9)}, streak
+    return {**out, "train/lr": lr, "fork/frac_selected": totals["selected"] / max(totals["valid"], 1),
+            "train/groups": n_rows // cfg.group_size * world, "train/tokens": totals["valid"], "time/update": seconds,
+            "perf/update_tokens_per_s": totals["valid"] / max(seconds, 1e-9)}, streak
 
 
 def backward(policy, batch, rows, mask, num_tokens, cfg):
@@ -1678,8 +1656,7 @@ def backward(policy, batch, rows, mask, num_tokens, cfg):
         r = [rows[j] for j in part]
         input_ids, _ = batch.rows(r)
         select = mask[part, : input_ids.shape[1] - 1]  # (b, w-1): only these tokens go through the LM head
-        attention = (torch.arange(input_ids.shape[1], device=input_ids.device) < torch.tensor([batch.lengths[i] for i in r], device=input_ids.device)[:, None]).long()
-        logp, _ = policy(input_ids, select, cfg.temperature, attention_mask=attention)
+        logp, _ = policy(input_ids, select, cfg.temperature)
         loss, stats = policy_loss(logp, batch.old_logp[r, : select.shape[1]], batch.advantages[r], select,
                                   cfg.eps_low, cfg.eps_high, num_tokens, cfg.clip_ratio_c)
         loss.backward()
@@ -1689,6 +1666,7 @@ def backward(policy, batch, rows, mask, num_tokens, cfg):
 
 # ======================================================================================
 # EVALUATION
+# [PLUMBING] Skip on a first reading of the method.
 # ======================================================================================
 
 
@@ -1704,20 +1682,22 @@ def evaluate(cfg, engine, tokenizer, eos, problems, rank, world, reward_fn=corre
     greedy, _ = engine.generate(ids, n=1, temperature=0.0, top_p=1.0, max_tokens=cfg.max_new_tokens)
     sampled, _ = engine.generate(ids, n=k, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,
                                  seeds=[derive_seed(cfg.seed, "eval", j) for j in index])
-    g, _ = judge(reward_fn, tokenizer, eos, greedy, answers)  # (P,)
-    s, finished = judge(reward_fn, tokenizer, eos, sampled, [a for a in answers for _ in range(k)])  # (P k,)
-    s, cut = s.view(-1, k), 1.0 - torch.tensor(finished, dtype=torch.float32).view(-1, k)  # (P, k)
+    greedy_right, _ = judge(reward_fn, tokenizer, eos, greedy, answers)  # (P,)
+    right, finished = judge(reward_fn, tokenizer, eos, sampled, [a for a in answers for _ in range(k)])  # (P k,)
+    right, cut = right.view(-1, k), 1.0 - torch.tensor(finished, dtype=torch.float32).view(-1, k)  # (P, k)
     lengths = torch.tensor([float(len(r)) for r in sampled]).view(-1, k)  # (P, k)
-    t = reduce_metrics({"greedy": (g * real).sum(), "mean": (s.mean(1) * real).sum(), "pass": (s.amax(1) * real).sum(),
-                        "length": (lengths.mean(1) * real).sum(), "cut": (cut.mean(1) * real).sum(), "count": real.sum()})
+    total = reduce_metrics({"greedy": (greedy_right * real).sum(), "mean": (right.mean(1) * real).sum(),
+                            "pass": (right.amax(1) * real).sum(), "length": (lengths.mean(1) * real).sum(),
+                            "cut": (cut.mean(1) * real).sum(), "count": real.sum()})
     if not name:  # the built-in split: the keys the default run has always logged
-        return {"eval/acc_greedy": float(t["greedy"] / t["count"]), f"eval/acc@{k}": float(t["mean"] / t["count"])}
-    return {f"eval/{name}/{key}": float(t[part] / t["count"]) for key, part in (
+        return {"eval/acc_greedy": float(total["greedy"] / total["count"]), f"eval/acc@{k}": float(total["mean"] / total["count"])}
+    return {f"eval/{name}/{key}": float(total[part] / total["count"]) for key, part in (
         ("acc_greedy", "greedy"), (f"mean@{k}", "mean"), (f"pass@{k}", "pass"), ("length_mean", "length"), ("truncated_frac", "cut"))}
 
 
 # ======================================================================================
 # THE RUN'S FILES
+# [PLUMBING] Skip on a first reading of the method.
 #
 # The user's data files (checked row by row, errors naming the file and line), the run's folder
 # (one run owns it, under a lock; an earlier run in it is refused unless resumed or replaced),
@@ -1751,14 +1731,13 @@ def _read_rows(path, option):
     with open(p, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             try:
-                row = json.loads(raw.decode("utf-8")) if raw.strip() else None
-            except UnicodeDecodeError:
-                raise InputError(f"{path}:{lineno}: not UTF-8 text") from None
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if row is not None:
-                rows.append(row)
-                where.append(f"{path}:{lineno}")
+                rows.append(json.loads(raw.decode("utf-8")))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                if raw.strip():  # a blank line is no row
+                    why = f"not valid JSON ({e.msg})" if isinstance(e, json.JSONDecodeError) else "not UTF-8 text"
+                    raise InputError(f"{path}:{lineno}: {why}") from None
+                continue
+            where.append(f"{path}:{lineno}")
     return rows, where
 
 
@@ -1768,9 +1747,10 @@ def load_problems(path, keys, option="--data"):
     rows, where = _read_rows(path, option)
     layouts = list(dict.fromkeys([keys, *LAYOUTS]))
     found = next((k for k in layouts if all(_lookup(rows[0], key) is not None for key in k)), None) if rows else keys
-    if found is None:
-        raise InputError(f"{where[0]}: none of the layouts' keys; looked for " + ", ".join(f"{q} + {a}" for q, a in layouts)
-                         + " (name yours with --prompt-key and --answer-key)")
+    if found is None:  # name the first key of the options' that is missing, then every layout tried
+        key, flag = (keys[0], "--prompt-key") if _lookup(rows[0], keys[0]) is None else (keys[1], "--answer-key")
+        looked = ", ".join(f"{q} + {a}" for q, a in layouts)
+        raise InputError(f"{where[0]}: no key {key!r} (choose it with {flag}); looked for {looked}")
     (prompt_key, answer_key), problems = found, []
     for row, at in zip(rows, where):
         prompt, answer = _lookup(row, prompt_key), _lookup(row, answer_key)
@@ -1790,7 +1770,7 @@ def load_problems(path, keys, option="--data"):
             answer = str(answer)
         if not isinstance(answer, str) or not answer.strip():
             raise InputError(f"{at}: missing or empty answer under {answer_key!r}")
-        problems.append({"prompt": prompt, "answer": answer.rsplit("####", 1)[-1].strip(), "where": at})
+        problems.append({"prompt": prompt, "answer": answer.split("####")[-1].strip() if "####" in answer else answer, "where": at})
     if not problems:
         raise InputError(f"{option}: {path}: no problems in the file")
     return problems
@@ -1798,12 +1778,9 @@ def load_problems(path, keys, option="--data"):
 
 def drop_duplicates(problems):
     """The problems without rows whose (prompt, answer) repeats an earlier one, and how many went."""
-    seen, unique = set(), []
-    for p in problems:
-        key = json.dumps([p["prompt"], p["answer"]], sort_keys=True, default=str)
-        if key not in seen:
-            seen.add(key)
-            unique.append(p)
+    seen = set()
+    unique = [p for p in problems if (key := json.dumps([p["prompt"], p["answer"]], sort_keys=True, default=str)) not in seen
+              and not seen.add(key)]
     return unique, len(problems) - len(unique)
 
 
@@ -1820,21 +1797,17 @@ def run_files(out):
 def _delete_run(out, cfg):
     """--overwrite: delete the earlier run's files (run_files), refusing if this run reads from them."""
     targets = [p for p in run_files(out) if p.exists() or p.is_symlink()]
-    for option, value in (("--model", cfg.model), ("--data", cfg.data), ("--eval-data", cfg.eval_data)):
+    for option, value in (("--model", cfg.model), ("--data", cfg.data), *(("--eval-data", p) for _, p in eval_files(cfg.eval_data))):
         used = Path(value).expanduser().resolve() if value and value != "default" else None
         if used is not None and any(used == t.resolve() or t.resolve() in used.parents for t in targets):
             raise InputError(f"--overwrite would delete {option} {value}, which this run reads: move it out of {out} first")
     for target in targets:
         shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()
-    for folder in (out / "hf", out / "wandb"):  # only if nothing else is in them
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
 
 
 def holds_run(folder):
     """Whether `folder` holds an earlier run's metrics, checkpoint or final model."""
-    metrics = folder / "metrics.jsonl"
-    return ((metrics.is_file() and metrics.stat().st_size > 0) or (folder / "final").exists()
+    return ((folder / "metrics.jsonl").is_file() and (folder / "metrics.jsonl").stat().st_size > 0 or (folder / "final").exists()
             or any(not p.name.endswith(".tmp") for p in folder.glob("checkpoints/step_*")))
 
 
@@ -1859,12 +1832,10 @@ def claim_out_dir(cfg, rank, world):
 def _lock_folder(out):
     """An flock on the folder itself (created if need be), or None if another run holds it. The kernel
     frees it when this process ends, however it ends: no lock file to leave behind or take over."""
-    try:  # a folder we cannot write is found now, not at the first save after hours of training
+    try:  # a folder we cannot write (or a full disk: a byte is written) is found now, not at the first save
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-        for folder in (out, out / "checkpoints"):
-            with tempfile.TemporaryFile(dir=folder) as probe:  # a byte, so a full disk shows too
-                probe.write(b"0")
-                probe.flush()
+        with tempfile.TemporaryFile(dir=out / "checkpoints", buffering=0) as probe:
+            probe.write(b"0")
         fd = os.open(out, os.O_RDONLY)
     except OSError as e:
         raise InputError(f"--out-dir {out}: cannot write there ({e.strerror or e})") from None
@@ -1924,11 +1895,6 @@ def release_out_dir(lock):
 # intact. No RNG state is needed: every random draw is seeded from (seed, step, rank).
 
 
-def barrier():
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.barrier()
-
-
 def save_checkpoint(out_dir, step, policy, optimizer, position, run, rank):
     """Checkpoint `step` into out_dir/checkpoints/step_NNNNNN and delete the older ones; returns its path.
     Every rank calls it: each writes its own shards."""
@@ -1942,9 +1908,8 @@ def save_checkpoint(out_dir, step, policy, optimizer, position, run, rank):
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     barrier()  # the folder exists before any rank writes into it
-    model_sd, optim_sd = get_state_dict(policy, optimizer)
     try:
-        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
+        dcp.save(dict(zip(("model", "optim"), get_state_dict(policy, optimizer))), checkpoint_id=str(tmp))
     except (Exception, CheckpointException) as e:  # a BaseException that wraps each rank's failure
         # torch.save reports a full disk as "unexpected pos N vs M", so ask the disk before freeing it.
         cause = "No space left on device" if shutil.disk_usage(root).free < 2**20 else _cause(e)
@@ -1965,26 +1930,14 @@ def save_checkpoint(out_dir, step, policy, optimizer, position, run, rank):
     return final
 
 
-def _cause(e):
-    """The first line of the error behind `e`: a DCP failure unwrapped, an OSError as its path and cause."""
-    for _ in range(8):  # a CheckpointException holds each failing rank's (exception, traceback)
-        failures = getattr(e, "failures", None)
-        inner = next(iter(failures.values()))[0] if failures else e.__cause__ or e.__context__
-        if inner is None or isinstance(e, OSError):
-            break
-        e = inner
-    return describe_os_error(e) if isinstance(e, OSError) else _first_line(e)
-
-
 def find_checkpoint(resume, out_dir):
     """The checkpoint folder that --resume names; None for "auto" with nothing saved yet."""
     if resume == "auto":
         done = sorted(p for p in (Path(out_dir) / "checkpoints").glob("step_*") if not p.name.endswith(".tmp"))
         return done[-1] if done else None
-    path = Path(resume)
-    if not (path / "trainer.json").is_file():
+    if not (Path(resume) / "trainer.json").is_file():
         raise InputError(f"--resume: {resume} is not a complete checkpoint folder (no trainer.json)")
-    return path
+    return Path(resume)
 
 
 def load_checkpoint(path, policy, optimizer, run):
@@ -2009,8 +1962,7 @@ def load_checkpoint(path, policy, optimizer, run):
                          "resume with the same options, or start a new run in another --out-dir")
     if not (path / ".metadata").is_file():
         raise InputError(f"--resume: {path} is incomplete (no .metadata)")
-    model_sd, optim_sd = get_state_dict(policy, optimizer)
-    state = {"model": model_sd, "optim": optim_sd}
+    state = dict(zip(("model", "optim"), get_state_dict(policy, optimizer)))
     try:
         dcp.load(state, checkpoint_id=str(path))
         set_state_dict(policy, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
@@ -2056,8 +2008,7 @@ class MetricsLog:
     on stdout, from rank 0. On resume, lines after the checkpoint's step are dropped."""
 
     def __init__(self, out_dir, rank, start, cfg):
-        self.rank, self.wandb = rank, None
-        self.path = Path(out_dir) / "metrics.jsonl"
+        self.rank, self.wandb, self.path = rank, None, Path(out_dir) / "metrics.jsonl"
         if rank != 0:
             return
         if cfg.wandb_project:  # W&B's conventions: the config once, then step = the training step
@@ -2081,23 +2032,23 @@ class MetricsLog:
             self.note(f"dropped {bad} unreadable line(s) of {self.path}")
         self.path.write_text("".join(line + "\n" for line in keep))
 
-    def write(self, m):
+    def write(self, metrics):
         if self.rank != 0:
             return
         try:  # a line cut short by a full disk is dropped when the run resumes
             with open(self.path, "a") as f:
-                f.write(json.dumps(m) + "\n")
+                f.write(json.dumps(metrics) + "\n")
         except OSError as e:
             raise OSError(e.errno, e.strerror, str(self.path)) from None
         if self.wandb is not None:
-            self.wandb.log({k: v for k, v in m.items() if k != "step"}, step=m["step"])
-        if "reward/mean" in m:  # a step; else an evaluation
+            self.wandb.log({k: v for k, v in metrics.items() if k != "step"}, step=metrics["step"])
+        if "reward/mean" in metrics:  # a step; else an evaluation
             shown = (("reward", "reward/mean"), ("acc", "reward/accuracy"), ("len", "length/mean"), ("trunc", "length/truncated_frac"),
                      ("H", "entropy/mean"), ("tau", "fork/tau"), ("sel", "fork/frac_selected"), ("loss", "loss/loss"),
                      ("gn", "train/grad_norm"), ("s", "time/step"))
-            print(f"step {m['step']:>4} | " + " ".join(f"{label} {m[k]:.3g}" for label, k in shown if k in m), flush=True)
+            print(f"step {metrics['step']:>4} | " + " ".join(f"{label} {metrics[k]:.3g}" for label, k in shown if k in metrics), flush=True)
         else:
-            print(f"eval {m['step']:>4} | " + " ".join(f"{k[5:]} {v:.3f}" for k, v in m.items() if k != "step"), flush=True)
+            print(f"eval {metrics['step']:>4} | " + " ".join(f"{k[5:]} {v:.3f}" for k, v in metrics.items() if k != "step"), flush=True)
 
     def note(self, message):
         if self.rank == 0:
@@ -2110,12 +2061,13 @@ class MetricsLog:
 
 # ======================================================================================
 # MAIN
+# [THE METHOD] The numbered steps of the module docstring, in order.
 # ======================================================================================
 
 
 def main(argv=None, reward_fn=None):
-    """Train; the numbered comments are the module docstring's steps. reward_fn(responses, answers) ->
-    (B,) float tensor in [0, 1], 1 for a right answer; None is math_verify's `correctness`."""
+    """Train; the numbered comments are the module docstring's steps. reward_fn(responses, answers[, finished])
+    -> (B,) float tensor in [0, 1], 1 for a right answer (REWARD); None is math_verify's `correctness`."""
     cfg = parse_config(argv)
     engine, lock, log, stop = None, None, None, StopRequest()
     try:
@@ -2162,8 +2114,8 @@ def main(argv=None, reward_fn=None):
                 log.note(f"warning: no evaluation{' of ' + name if name else ''}: every eval prompt is longer than "
                          f"--max-prompt-len {cfg.max_prompt_len}")
         stop.training = True
-        evaluation = lambda step: [log.write({"step": step, **evaluate(cfg, engine, tokenizer, eos, problems, rank, world, reward_fn, name)})
-                                   for name, problems in eval_sets]  # one metrics line per eval set
+        evaluation = lambda step: [log.write({"step": step, **evaluate(cfg, engine, tokenizer, eos, problems, rank, world,
+                                                                       reward_fn, name)}) for name, problems in eval_sets]
         if start == 0:
             evaluation(0)
 

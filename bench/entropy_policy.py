@@ -31,11 +31,12 @@ def scored_batch(model, groups, response_len, micro_batch_size):
     policy = forkgrpo.Policy(lm)
     g = torch.Generator().manual_seed(0)
     vocab = lm.config.vocab_size
-    rows = [forkgrpo.Group(torch.randint(0, vocab, (40,), generator=g).tolist(),
-                           [torch.randint(0, vocab, (response_len,), generator=g).tolist() for _ in range(8)],
-                           None, torch.tensor([1.0, -1.0] * 4)) for _ in range(groups)]
+    rows = [forkgrpo.PromptGroup(torch.randint(0, vocab, (40,), generator=g).tolist(),
+                                 [torch.randint(0, vocab, (response_len,), generator=g).tolist() for _ in range(8)],
+                                 None, torch.tensor([1.0, -1.0] * 4)) for _ in range(groups)]
     batch = forkgrpo.make_batch(rows, 0, torch.device("cpu"), 8, True)
-    batch, _ = forkgrpo.score(policy, batch, micro_batch_size, 1.0, None)
+    cfg = forkgrpo.Config(micro_batch_size=micro_batch_size, temperature=1.0)
+    batch, _ = forkgrpo.old_logprobs_and_entropies(policy, batch, cfg, None)
     return lm, policy, batch
 
 
@@ -57,7 +58,7 @@ def main():
             cfg = forkgrpo.Config(group_size=8, mini_batches=args.mini_batches, micro_batch_size=8,
                                   temperature=1.0, entropy_from=variant)
             start = time.perf_counter()
-            forkgrpo.update_policy(cfg, policy, optimizer, batch, step=0, rank=0, world=1, group=None)
+            forkgrpo.update_policy(cfg, policy, optimizer, batch, step=0, rank=0, world=1, pg=None)
             if r:  # round 0 is the warm-up
                 times[variant].append(time.perf_counter() - start)
     print(f"update_policy, {args.groups * 8} sequences of {args.response_len} response tokens, "

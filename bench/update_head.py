@@ -29,11 +29,11 @@ def update(policy, batch, mask, select_all, micro_batch_size):
     """One mini-batch's forward and backward, as update_policy runs it; returns the gradients."""
     policy.zero_grad(set_to_none=True)
     num_tokens = mask.sum().float()
-    rows = torch.arange(len(batch.input_ids))
-    for r, width in forkgrpo.micro_batches(rows, micro_batch_size, batch.attention_mask):
-        input_ids, attention_mask, response = batch.rows(r, width)
+    for r in forkgrpo.micro_batches(batch.lengths, micro_batch_size):
+        input_ids, response = batch.rows(r)
+        width = input_ids.shape[1]
         select = response if select_all else mask[r, : width - 1]
-        logp, _ = policy(input_ids, attention_mask, select, 1.0)
+        logp, _ = policy(input_ids, select, 1.0)
         loss, _ = forkgrpo.policy_loss(logp, batch.old_logp[r, : width - 1], batch.advantages[r],
                                        mask[r, : width - 1], num_tokens=num_tokens)
         loss.backward()

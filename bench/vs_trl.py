@@ -13,7 +13,7 @@ rollout in micro-batches of 8 sequences. forkgrpo runs with --loss-norm all and 
 which is what TRL does; the "defaults" variant is forkgrpo as shipped (the loss over the selected
 tokens, all-right and all-wrong groups dropped).
 
-What differs by design (README, "forkgrpo and TRL"): TRL thresholds the entropy with torch.quantile in
+What differs by design (docs/experiments.md, "forkgrpo and TRL"): TRL thresholds the entropy with torch.quantile in
 each micro-batch, forkgrpo exactly over the whole mini-batch; TRL skips the old-log-prob pass when on
 policy; its advantage epsilon is 1e-4 (forkgrpo: 1e-6); it exempts biases and norms from weight decay;
 its defaults (linear decay, gradient checkpointing, bf16) are overridden here to match.
@@ -148,7 +148,7 @@ def eval_side(args):
     cfg = forkgrpo.Config(seed=args.seed, eval_samples=args.eval_samples, temperature=TEMPERATURE, max_new_tokens=MAX_NEW)
     engine = forkgrpo.VLLMRollout(args.model_dir, seed=args.seed, max_model_len=512 + MAX_NEW, eos_token_ids=eos)
     try:
-        metrics = forkgrpo.evaluate(cfg, engine, tokenizer, problems, 0, 1)
+        metrics = forkgrpo.evaluate(cfg, engine, tokenizer, eos, problems, 0, 1)
     finally:
         engine.close()
     print("EVAL " + json.dumps({"greedy": metrics["eval/acc_greedy"], "sampled": metrics[f"eval/acc@{args.eval_samples}"]}))

@@ -7,7 +7,7 @@
 The analyses of Wang et al., arXiv 2506.01939 v2, Sec. 3 (Fig. 2a, 2b/c, 12-17), on any model:
 K responses per prompt at temperature T, sampled with the trainer's prompt templates and rollout
 engine, then every response token's entropy H_t of softmax(z_t / T) from forkgrpo's scoring pass
-(forkgrpo.score, which calls forkgrpo.logprobs_and_entropy). Writes into --out:
+(forkgrpo.old_logprobs_and_entropies, which calls forkgrpo.logprobs_and_entropy). Writes into --out:
 
   tokens.jsonl      one line per response: prompt_index, prompt_ids, response_ids, tokens (each
                     response token decoded alone), entropy (one float per response token)
@@ -87,7 +87,7 @@ def prompts(args, tokenizer):
     cfg = forkgrpo.Config(data=args.data, eval_size=args.n_prompts, prompt_key=args.prompt_key,
                           answer_key=args.answer_key)
     train, held_out, _ = forkgrpo.load_datasets(cfg)
-    problems = (held_out or train)[: args.n_prompts]
+    problems = (held_out[0][1] if held_out else train)[: args.n_prompts]
     encoded, _ = forkgrpo.encode_problems(problems, tokenizer, args.template, forkgrpo.Config.max_prompt_len)
     if not encoded:
         raise SystemExit("entropy.py: no prompt fits in the trainer's --max-prompt-len")
@@ -113,11 +113,12 @@ def sample_and_score(args, policy, tokenizer, model_path, encoded):
 
 def score_rows(policy, rows, temperature, micro_batch_size):
     """Each (prompt index, prompt ids, response ids) row's response-token entropies under `policy` at T,
-    through the trainer's scoring pass (make_batch + score)."""
-    groups = [forkgrpo.Group(p, [r], None, torch.zeros(1)) for _, p, r in rows]
+    through the trainer's scoring pass (make_batch + old_logprobs_and_entropies)."""
+    groups = [forkgrpo.PromptGroup(p, [r], None, torch.zeros(1)) for _, p, r in rows]
     device = next(policy.parameters()).device
     batch = forkgrpo.make_batch(groups, 0, device, 1, False)
-    batch, _ = forkgrpo.score(policy, batch, micro_batch_size, temperature, None)
+    cfg = forkgrpo.Config(micro_batch_size=micro_batch_size, temperature=temperature)
+    batch, _ = forkgrpo.old_logprobs_and_entropies(policy, batch, cfg, None)
     return [batch.entropy[b][batch.response_mask[b]].tolist() for b in range(len(rows))]
 
 

@@ -3,7 +3,7 @@
 Every rank builds the same global token stream from a shared seed, keeps its own
 contiguous piece (random uneven cuts, sometimes empty, sometimes with no valid token),
 lays it out as (B_r, T_r) with its own T_r and padding, and checks that
-forking_token_mask(group=...) selects exactly the tokens that one process selects on
+forking_token_mask(pg=...) selects exactly the tokens that one process selects on
 the whole stream. Failures are collected, not raised, so that no rank leaves the
 collectives early and leaves the others waiting; the exit code reports them.
 """
@@ -70,14 +70,14 @@ def main():
         n = int(valid.sum())
         for rho in (0.2, 0.5, 0.8):
             for mode in ("top", "bottom"):
-                mine = forking_token_mask(e2d, v2d, rho, mode=mode, group=group)
+                mine = forking_token_mask(e2d, v2d, rho, mode=mode, pg=group)
                 single = forking_token_mask(entropy[None], valid[None], rho, mode=mode)[0]
                 got = mine.flatten()
                 checks += 1
                 if not (torch.equal(got[: hi - lo], single[lo:hi]) and not got[hi - lo :].any()):
                     failures.append(f"case {case} rho {rho} mode {mode}: differs from one process")
             gen = torch.Generator().manual_seed(7919 * case + rank)  # each rank its own keys
-            rand = forking_token_mask(e2d, v2d, rho, mode="random", group=group, generator=gen)
+            rand = forking_token_mask(e2d, v2d, rho, mode="random", pg=group, generator=gen)
             count = rand.sum().to(torch.int64)
             dist.all_reduce(count)
             k = -((-round(rho * 10**6) * n) // 10**6)

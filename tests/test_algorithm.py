@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from forkgrpo import (  # noqa: E402
+    micro_batches,
     forking_token_mask,
     group_advantages,
     informative_groups,
@@ -415,7 +416,7 @@ def test_mask_rejects_unknown_mode():
 
 
 def test_mask_is_exact_beyond_two_to_the_24_tokens():
-    # torch.quantile refuses more than 2^24 elements; the radix selection does not.
+    # torch.quantile refuses more than 2^24 elements; the exact k-th largest does not.
     n = 2**24 + 2**20
     entropy = torch.randn(1, n, generator=_gen(0)).abs() * 3  # float32: has many ties
     valid = torch.ones(1, n, dtype=torch.bool)
@@ -548,15 +549,15 @@ def test_policy_loss_hand_computed():
     # ratios e^0.5 = 1.6487 (clipped to 1.28, A > 0) and e^-0.5 = 0.6065 (not clipped for A > 0).
     loss, m = policy_loss(logp, old, adv, mask)
     torch.testing.assert_close(loss, torch.tensor(-(1.28 + math.exp(-0.5)) / 2))
-    assert m["loss/clipfrac_high"].item() == 0.5 and m["loss/clipfrac_low"].item() == 0.0
-    assert m["loss/tokens"].item() == 2
-    torch.testing.assert_close(m["loss/ratio_mean"], torch.tensor((math.exp(0.5) + math.exp(-0.5)) / 2))
+    assert m["clip_high"].item() / m["tokens"].item() == 0.5 and m["clip_low"].item() == 0.0
+    assert m["tokens"].item() == 2
+    torch.testing.assert_close(m["ratio"] / m["tokens"], torch.tensor((math.exp(0.5) + math.exp(-0.5)) / 2))
     kl = ((math.exp(0.5) - 1 - 0.5) + (math.exp(-0.5) - 1 + 0.5)) / 2
-    torch.testing.assert_close(m["loss/approx_kl"], torch.tensor(kl))
+    torch.testing.assert_close(m["approx_kl"] / m["tokens"], torch.tensor(kl))
     # A < 0 and ratio 0.6065 < 0.8: clipped low, the loss uses 0.8 * A.
     loss, m = policy_loss(logp, old, -adv, mask, num_tokens=4)
     torch.testing.assert_close(loss, torch.tensor((math.exp(0.5) + 0.8) / 4))
-    assert m["loss/clipfrac_low"].item() == 0.5
+    assert m["clip_low"].item() / m["tokens"].item() == 0.5
 
 
 @FAST
@@ -595,7 +596,7 @@ def test_policy_loss_with_empty_mask_is_zero_with_zero_grad():
     loss, metrics = policy_loss(logp, torch.zeros(2, 3), torch.ones(2), torch.zeros(2, 3, dtype=torch.bool))
     loss.backward()
     assert loss.item() == 0.0 and (logp.grad == 0).all()
-    assert metrics["loss/tokens"].item() == 0 and metrics["loss/ratio_mean"].item() == 0
+    assert metrics["tokens"].item() == 0 and metrics["ratio"].item() == 0
 
 
 @FAST
@@ -670,7 +671,7 @@ def test_dual_clip_caps_negative_advantage_token_losses_at_c_abs_a_and_touches_n
     assert torch.equal(capped[~neg], plain[~neg])  # A >= 0: exactly the DAPO loss
     mask = torch.ones(b, t, dtype=torch.bool)
     _, m = policy_loss(logp, old, adv, mask, clip_ratio_c=c)
-    assert m["loss/clipfrac_dual"].item() == pytest.approx(float((neg & (plain > c * a.abs())).float().mean()))
+    assert (m["clip_dual"] / m["tokens"]).item() == pytest.approx(float((neg & (plain > c * a.abs())).float().mean()))
 
 
 @FAST
@@ -683,7 +684,7 @@ def test_dual_clip_changes_nothing_when_the_ratio_is_one(seed, b, t, c):
     grad, = torch.autograd.grad(loss, logp)
     off, _ = policy_loss(logp, logp.detach(), adv, mask, clip_ratio_c=0.0)
     grad_off, = torch.autograd.grad(off, logp)
-    assert torch.equal(loss, off) and torch.equal(grad, grad_off) and m["loss/clipfrac_dual"].item() == 0
+    assert torch.equal(loss, off) and torch.equal(grad, grad_off) and m["clip_dual"].item() == 0
 
 
 def test_log_ratio_clamp_keeps_a_runaway_ratio_finite_hand_computed():
@@ -694,4 +695,30 @@ def test_log_ratio_clamp_keeps_a_runaway_ratio_finite_hand_computed():
     assert loss.item() == pytest.approx(math.exp(20.0), rel=1e-6)
     # With the dual clip at c = 10: l = 10 |A|.
     loss, m = policy_loss(logp, old, torch.tensor([-0.5]), mask, clip_ratio_c=10.0)
-    assert loss.item() == pytest.approx(5.0) and m["loss/clipfrac_dual"].item() == 1.0
+    assert loss.item() == pytest.approx(5.0) and m["clip_dual"].item() / m["tokens"].item() == 1.0
+
+
+# ------------------------------------------------------------------------------------
+# micro_batches
+# ------------------------------------------------------------------------------------
+
+
+def test_micro_batches_hand_computed():
+    lengths = [5, 30, 10, 30, 8]
+    assert micro_batches(lengths, 2) == [[0, 1], [2, 3], [4]]  # the fixed rule: in order
+    # longest first (ties in order): 30, 30 | 10, 8, 5 fits 3 x 10 = 30 <= 60 | ...
+    assert micro_batches(lengths, 2, 60) == [[1, 3], [2, 4, 0]]
+    assert micro_batches(lengths, 2, 20) == [[1], [3], [2, 4], [0]]  # a row over the budget goes alone
+
+
+@FAST
+@given(lengths=st.lists(st.integers(1, 60), max_size=40), size=st.integers(1, 9), budget=st.integers(1, 500))
+def test_micro_batches_hold_every_row_once_and_token_budget_batches_fit_their_budget(lengths, size, budget):
+    fixed = micro_batches(lengths, size)
+    assert [i for b in fixed for i in b] == list(range(len(lengths))) and all(0 < len(b) <= size for b in fixed)
+    packed = micro_batches(lengths, size, budget)
+    assert sorted(i for b in packed for i in b) == list(range(len(lengths)))
+    for b in packed:
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= budget
+    order = [lengths[i] for b in packed for i in b]
+    assert order == sorted(lengths, reverse=True)  # sorted by length: rows of one length share micro-batches

@@ -5,6 +5,7 @@
 
 import dataclasses
 import sys
+import typing
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -19,14 +20,14 @@ def options_table():
     docs = forkgrpo._field_docs(forkgrpo.Config)
     rows = ["| flag | default | allowed | meaning |", "|---|---|---|---|"]
     for f in dataclasses.fields(forkgrpo.Config):
-        typ, choices, rule = forkgrpo._option(f.type)
+        rule = forkgrpo.DOMAIN.get(f.name, ("",))[0]
         flag = "--" + f.name.replace("_", "-")
-        if typ is bool:
+        if f.type is bool:
             flag, allowed = f"{flag} / --no-{f.name.replace('_', '-')}", "flag"
-        elif choices:
-            allowed = ", ".join(f"`{c}`" for c in choices)
+        elif typing.get_origin(f.type) is typing.Literal:
+            allowed = ", ".join(f"`{c}`" for c in typing.get_args(f.type))
         else:
-            allowed = {int: "integer", float: "finite number", str: "text"}[typ] + (f" {rule}" if rule else "")
+            allowed = {int: "integer", float: "finite number", str: "text"}[f.type] + (f" {rule}" if rule else "")
         meaning = docs[f.name].replace("|", "\\|")
         rows.append(f"| `{flag}` | `{f.default!r}` | {allowed} | {meaning} |")
     return "\n".join(rows)

@@ -92,6 +92,19 @@ def test_plot_writes_a_png_with_one_labelled_line_per_run_in_each_panel(tmp_path
     assert list(train.get_lines()[0].get_ydata()) == pytest.approx([s / 10 for s in range(1, ablation.STEPS + 1)])
 
 
+def test_plot_draws_every_eval_set_of_a_run_in_its_own_colour(tmp_path):
+    lines = [{"step": 0, **{f"eval/{n}/{k}": v for n in ("aime24", "math500") for k, v in (("acc_greedy", 0.1), ("mean@4", 0.05))}},
+             {"step": 1, "reward/accuracy": 0.5},
+             {"step": 2, **{f"eval/{n}/{k}": v for n in ("aime24", "math500") for k, v in (("acc_greedy", 0.3), ("mean@4", 0.2))}}]
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
+    fig = plot.plot_runs([plot.read_metrics(tmp_path / "run")], ["run"], tmp_path / "curves.png")
+    accuracy = fig.axes[0]
+    assert [t.get_text() for t in accuracy.get_legend().get_texts()] == ["run aime24", "run math500"]
+    assert len(accuracy.get_lines()) == 4 and len({line.get_color() for line in accuracy.get_lines()}) == 2
+    assert list(accuracy.get_lines()[0].get_ydata()) == [0.1, 0.3]
+
+
 def test_plot_refuses_a_folder_without_metrics(tmp_path):
     with pytest.raises(SystemExit, match="no such file"):
         plot.read_metrics(tmp_path)

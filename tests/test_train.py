@@ -9,6 +9,8 @@ from unittest import mock
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import forkgrpo
 from conftest import DEFAULT_MODEL, BackgroundRun, need_default_model, read_metrics, run_forkgrpo, run_in_process
@@ -250,13 +252,14 @@ def write(path, text):
     (None, ".jsonl", "--data: no such file"),
     ('{"prompt": "1+1?", "answer": "2"}\n{not json\n', ".jsonl", ":2: not valid JSON"),
     ('{"prompt": "1+1?", "answer": "2"}\n{"prompt": "2+2?"}\n', ".jsonl", ":2: no key 'answer'"),
-    ('{"question": "1+1?", "answer": "2"}\n', ".jsonl", ":1: no key 'prompt' (choose it with --prompt-key)"),
+    ('{"query": "1+1?", "answer": "2"}\n', ".jsonl", ":1: no key 'prompt' (choose it with --prompt-key); looked for "
+     "prompt + answer, prompt + reward_model.ground_truth, problem + answer"),
     ('{"prompt": "1+1?", "answer": ""}\n', ".jsonl", ":1: missing or empty answer"),
     ('{"prompt": 7, "answer": "2"}\n', ".jsonl", ":1: 'prompt' must be a string or a list of chat messages"),
     ("prompt,answer\n", ".csv", "expected a .jsonl or .parquet file"),
     ("\n\n", ".jsonl", "no problems in the file"),
     (b'{"prompt": "1+1?", "answer": "2"}\n{"prompt": "\xff\xfe"}\n', ".jsonl", ":2: not UTF-8 text"),
-    ('[{"prompt": "1+1?", "answer": "2"}]\n', ".json", ":1: expected JSON Lines (one object per line), not a JSON array"),
+    ('[{"prompt": "1+1?", "answer": "2"}]\n', ".json", ":1: no key 'prompt'"),  # a JSON array is no row
     ('{"prompt": [{"content": "1+1?"}], "answer": "2"}\n', ".jsonl",
      ":1: message 0 of 'prompt' needs a string 'role' and a string 'content'"),
     ('{"prompt": [{"role": "user", "content": 7}], "answer": "2"}\n', ".jsonl",
@@ -271,7 +274,7 @@ def test_bad_data_file_gets_an_error_naming_file_and_line(tmp_path, content, suf
     elif content is not None:
         path.write_text(content)
     with pytest.raises(forkgrpo.InputError) as e:
-        forkgrpo.load_problems(str(path), "prompt", "answer")
+        forkgrpo.load_problems(str(path), ("prompt", "answer"))
     assert message in str(e.value)
     if content is not None and ":" in message[:3]:
         assert str(path) in str(e.value)
@@ -298,7 +301,7 @@ def test_dapo_layout_loads_as_shipped_from_jsonl_and_parquet(tmp_path):
     rows[1]["reward_model"]["ground_truth"] = "6"  # a parquet column has one type; the jsonl had an int
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet")
     for path in (jsonl, str(tmp_path / "d.parquet")):
-        problems = forkgrpo.load_problems(path, "prompt", "reward_model.ground_truth")
+        problems = forkgrpo.load_problems(path, ("prompt", "reward_model.ground_truth"))
         assert [p["answer"] for p in problems] == ["5", "6"]
         assert problems[0]["prompt"][0]["content"] == "What is 2+3?"
 
@@ -351,7 +354,7 @@ class ScriptedStream:
     def take(self, per_rank, rank, world):
         answers = self.rounds.pop(0)
         assert len(answers) == per_rank
-        out = [(self.position + i, ([7, self.position + i], a)) for i, a in enumerate(answers)]
+        out = [(self.position + i, forkgrpo.Problem([7, self.position + i], a)) for i, a in enumerate(answers)]
         self.position += per_rank
         return out
 
@@ -396,6 +399,27 @@ def test_dynamic_sampling_drops_uninformative_groups_and_refills_up_to_max_draws
         assert torch.equal(rewards, mixed if flat[prompt[1]] == "mixed" else torch.full((4,), -1.0))
 
 
+def test_a_reward_that_takes_finished_is_told_which_responses_ended_at_eos_and_a_two_argument_one_still_works():
+    class HalfCut(EchoEngine):  # every other response stops at the token limit, without EOS
+        def generate(self, prompt_ids, *, n, temperature, top_p, max_tokens, seeds=None):
+            return [[5, 2] if i % 2 == 0 else [5, 6] for _ in prompt_ids for i in range(n)], None
+    told = []
+
+    def reward(texts, answers, finished):
+        told.extend(finished)
+        return stand_in_correctness(texts, answers)
+    cfg = forkgrpo.Config(group_size=4, prompts_per_step=1, max_new_tokens=8, overlong_cache=0)
+    for fn in (reward, stand_in_correctness):
+        groups, stats = forkgrpo.collect_rollouts(cfg, HalfCut(), TextTokenizer(), [2], ScriptedStream([["mixed"]]),
+                                                  rank=0, world=1, reward_fn=fn)
+        assert torch.equal(groups[0].rewards, torch.tensor([1.0, -1.0, 1.0, -1.0])) and stats["length/truncated_frac"] == 0.5
+    assert told == [True, False, True, False]
+    correctness_told = []
+    with mock.patch("math_verify.verify_batch", lambda pairs, timeout, finished: correctness_told.append(finished) or [False] * len(pairs)):
+        forkgrpo.correctness(["x", "y"], ["1", "2"], finished=[True, False])
+    assert correctness_told == [[True, False]]  # the default reward passes it on to math_verify
+
+
 def test_dynamic_sampling_stops_drawing_once_the_batch_is_full():
     stream = ScriptedStream([["mixed"] * 4, ["mixed"] * 4])
     cfg = forkgrpo.Config(group_size=4, prompts_per_step=4, max_draws=2, max_new_tokens=8, overlong_cache=0)
@@ -416,7 +440,7 @@ def test_prompt_errors_name_the_row_and_an_impossible_length_is_never_tokenized(
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(tiny_model)
     path = write(tmp_path / "d.jsonl", '{"prompt": [{"role": "system", "content": "Be brief."}], "answer": "2"}\n')
-    problems = forkgrpo.load_problems(path, "prompt", "answer")
+    problems = forkgrpo.load_problems(path, ("prompt", "answer"))
     with pytest.raises(forkgrpo.InputError, match=f"^{path}:1: no message with role 'user', which --template base"):
         forkgrpo.encode_problems(problems, tok, "base", 64)
     tok.chat_template = "{{ raise_exception('no system prompts here') }}"
@@ -521,7 +545,7 @@ def test_claim_takes_the_next_default_folder_overwrites_only_when_asked_and_clea
 
     (earlier / "checkpoints" / "step_000004.tmp").mkdir()
     out, lock = forkgrpo.claim_out_dir(forkgrpo.Config(out_dir=str(earlier)), rank=0, world=1)
-    assert not (earlier / "checkpoints" / "step_000004.tmp").exists() and "removed 1 unfinished save" in capsys.readouterr().out
+    assert not (earlier / "checkpoints" / "step_000004.tmp").exists()
     forkgrpo.release_out_dir(lock)
     (tmp_path / "odd").mkdir()
     (tmp_path / "odd" / "checkpoints").write_text("not a folder")
@@ -616,11 +640,11 @@ def _update_once(tiny_model, **options):
     optimizer = torch.optim.AdamW(policy.parameters(), lr=options["lr"])  # update_policy sets cfg.lr on it
     cfg = forkgrpo.Config(group_size=4, micro_batch_size=4, temperature=1.0, **options)
     g = torch.Generator().manual_seed(1)
-    groups = [forkgrpo.Group([1, 2 + p], [torch.randint(3, 500, (n,), generator=g).tolist() for n in (5, 7, 6, 9)],
-                             None, torch.tensor([1.0, -1.0, 1.0, -1.0])) for p in range(2)]
+    groups = [forkgrpo.PromptGroup([1, 2 + p], [torch.randint(3, 500, (n,), generator=g).tolist() for n in (5, 7, 6, 9)],
+                                   None, torch.tensor([1.0, -1.0, 1.0, -1.0])) for p in range(2)]
     batch = forkgrpo.make_batch(groups, 0, torch.device("cpu"), 4, True)
-    batch, _ = forkgrpo.score(policy, batch, 4, 1.0, None)
-    metrics = forkgrpo.update_policy(cfg, policy, optimizer, batch, step=0, rank=0, world=1, group=None)
+    batch, _ = forkgrpo.old_logprobs_and_entropies(policy, batch, cfg, None)
+    metrics, _ = forkgrpo.update_policy(cfg, policy, optimizer, batch, step=0, rank=0, world=1, pg=None)
     return metrics, [p.detach().clone() for p in policy.parameters()]
 
 
@@ -650,13 +674,13 @@ def test_activation_checkpointing_recomputes_every_layer_in_backward_with_the_sa
         counts = [0] * len(policy.lm.model.layers)
         for i, layer in enumerate(policy.lm.model.layers):
             layer.mlp.register_forward_pre_hook(lambda module, args, i=i: counts.__setitem__(i, counts[i] + 1))
-        logp, _ = policy(ids, torch.ones_like(ids), response, 1.0)
+        logp, _ = policy(ids, response, 1.0)
         logp.sum().backward()
         calls[checkpointing], grads[checkpointing] = list(counts), [p.grad.clone() for p in policy.parameters()]
         assert not policy.lm.model.layers[0].mlp.training  # dropout stays off: only the layer's own flag is set
         from transformers import GenerationConfig
         greedy = GenerationConfig(do_sample=False, max_new_tokens=8, pad_token_id=0)
-        generated = policy(ids[:1], torch.ones_like(ids[:1]), generate=greedy)
+        generated = policy(ids[:1], generate=greedy, attention_mask=torch.ones_like(ids[:1]))
         if checkpointing:  # generation keeps its KV cache, so it samples what it would without checkpointing
             assert torch.equal(generated, plain_generated)
         plain_generated = generated
@@ -694,14 +718,14 @@ def test_update_through_the_forking_tokens_alone_has_the_gradient_of_the_full_re
     response[:, 5:] = True
     response &= attention[:, 1:].bool()
     with torch.no_grad():
-        old_logp, entropy = policy(ids, attention, response, 1.0)
+        old_logp, entropy = policy(ids, response, 1.0)
     old_logp = old_logp + 0.05 * torch.randn(old_logp.shape, generator=g) * response  # ratios off 1: clipping acts
     mask = forkgrpo.forking_token_mask(entropy, response, 0.2)
     advantages = torch.tensor([1.0, -1.0, 0.5, -0.5])
     grads = {}
     for name, select in (("full", response), ("selected", mask)):
         policy.zero_grad()
-        logp, _ = policy(ids, attention, select, 1.0)
+        logp, _ = policy(ids, select, 1.0)
         loss, _ = forkgrpo.policy_loss(logp, old_logp, advantages, mask, num_tokens=int(mask.sum()))
         loss.backward()
         grads[name] = {n: p.grad.clone() for n, p in policy.named_parameters()}
@@ -755,3 +779,137 @@ def test_wandb_offline_gets_every_metric_line_the_config_and_the_final_eval(one_
     (run_record,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     config = {i.key: json.loads(i.value_json) for i in run_record.config.update}
     assert config["wandb_project"] == "forkgrpo-test" and config["rho"] == 0.2 and config["steps"] == 2
+
+
+# --- micro-batches by token budget, no attention mask ---------------------------------------------------------
+
+
+def _random_batch(policy, lengths, seed):
+    """A scored batch of groups of 4 responses of the given lengths after 3-token prompts, and its forking mask."""
+    g = torch.Generator().manual_seed(seed)
+    vocab = policy.lm.config.vocab_size
+    groups = [forkgrpo.PromptGroup([1, 5, 9], [torch.randint(3, vocab, (n,), generator=g).tolist() for n in lengths[i:i + 4]],
+                                   None, torch.tensor([1.0, -1.0, 0.5, -0.5])) for i in range(0, len(lengths), 4)]
+    batch = forkgrpo.make_batch(groups, 0, torch.device("cpu"), 4, True)
+    batch, _ = forkgrpo.old_logprobs_and_entropies(policy, batch, forkgrpo.Config(temperature=1.0), None)
+    old = batch.old_logp + 0.05 * torch.randn(batch.old_logp.shape, generator=g) * batch.response_mask  # ratios off 1
+    batch = forkgrpo.dataclasses.replace(batch, old_logp=old)
+    return batch, forkgrpo.forking_token_mask(batch.entropy, batch.response_mask, 0.3)
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tiny_model):
+    from transformers import AutoModelForCausalLM
+    return forkgrpo.Policy(AutoModelForCausalLM.from_pretrained(tiny_model))
+
+
+@settings(max_examples=8, deadline=None)
+@given(lengths=st.lists(st.integers(1, 40), min_size=4, max_size=12).map(lambda x: x[: len(x) // 4 * 4]),
+       budget=st.integers(1, 200), size=st.integers(1, 5), seed=st.integers(0, 1000))
+def test_token_budget_micro_batches_give_the_fixed_rules_loss_and_gradient(tiny_policy, lengths, budget, size, seed):
+    batch, mask = _random_batch(tiny_policy, lengths, seed)
+    rows, results = list(range(len(lengths))), []
+    for tokens in (0, budget):
+        tiny_policy.zero_grad(set_to_none=True)
+        cfg = forkgrpo.Config(micro_batch_size=size, micro_batch_tokens=tokens, temperature=1.0)
+        sums = forkgrpo.backward(tiny_policy, batch, rows, mask, mask.sum().float(), cfg)
+        results.append((sums, {n: p.grad.clone() for n, p in tiny_policy.named_parameters()}))
+    (fixed, grad_fixed), (packed, grad_packed) = results
+    assert fixed["tokens"] == packed["tokens"] == mask.sum()
+    torch.testing.assert_close(packed["loss"], fixed["loss"], rtol=1e-5, atol=1e-6)
+    for name, g in grad_fixed.items():  # equal up to float32 summation order
+        torch.testing.assert_close(grad_packed[name], g, rtol=1e-4, atol=1e-6 * float(g.abs().max()), msg=name)
+
+
+def test_token_budget_micro_batches_give_the_same_gradient_on_two_ranks(tiny_model):
+    import subprocess
+    import sys
+    from conftest import ROOT, free_port
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={free_port()}", str(ROOT / "tests" / "dist_micro_batch_worker.py"), str(tiny_model)]
+    proc = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT)), capture_output=True,
+                          text=True, timeout=240, cwd=ROOT)
+    assert proc.returncode == 0 and proc.stdout.count("micro-batch check: ok") == 2, (proc.stdout + proc.stderr)[-4000:]
+
+
+def test_resume_with_token_budget_micro_batches_continues_exactly(tiny_model, tmp_path):
+    common = ["--model", str(tiny_model), *TINY, "--micro-batch-tokens", "48"]
+    run_ok([*common, "--out-dir", str(tmp_path / "whole"), "--steps", "2"], here=True)
+    run_ok([*common, "--out-dir", str(tmp_path / "cut"), "--steps", "1", "--save-every", "1"], here=True)
+    run_ok([*common, "--out-dir", str(tmp_path / "cut"), "--steps", "2", "--resume", "auto"], here=True)
+    strip = lambda ms: [{k: v for k, v in m.items() if not k.startswith(TIMING)} for m in ms]
+    assert strip(train_lines(read_metrics(tmp_path / "cut"))) == strip(train_lines(read_metrics(tmp_path / "whole")))
+
+
+def test_the_scoring_pass_and_update_build_no_attention_mask_and_equal_the_masked_forward(tiny_policy):
+    lengths = [3, 17, 9, 30]  # rows of different lengths: most of them right-padded
+    batch, mask = _random_batch(tiny_policy, lengths, 0)
+    seen = []
+    hook = tiny_policy.lm.model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs.get("attention_mask")),
+                                                          with_kwargs=True)
+    try:
+        cfg = forkgrpo.Config(micro_batch_size=2, temperature=1.0)
+        scored, _ = forkgrpo.old_logprobs_and_entropies(tiny_policy, batch, cfg, None)
+        forkgrpo.backward(tiny_policy, scored, [0, 1, 2, 3], mask, mask.sum().float(), cfg)
+    finally:
+        hook.remove()
+    assert len(seen) == 4 and all(m is None for m in seen)  # 2 scoring and 2 update micro-batches, none masked
+    with torch.no_grad():  # what a padding mask gives, at every response position
+        attention = (torch.arange(batch.input_ids.shape[1]) < torch.tensor(batch.lengths)[:, None]).long()
+        logp, entropy = tiny_policy(batch.input_ids, batch.response_mask, 1.0, attention_mask=attention)
+    valid = batch.response_mask
+    torch.testing.assert_close(scored.old_logp[valid], logp[valid], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(scored.entropy[valid], entropy[valid], rtol=1e-5, atol=1e-5)
+
+
+# --- several eval sets ---------------------------------------------------------------------------------------
+
+
+def _eval_files(tmp_path):
+    """Three small eval files in three layouts: DAPO-Math-17K's (jsonl), MATH-500's (parquet), GSM8K's (jsonl)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    dapo = write(tmp_path / "dapo.jsonl", "".join(json.dumps({"prompt": [{"role": "user", "content": f"What is {i}+1?"}],
+                                                              "reward_model": {"ground_truth": str(i + 1)}}) + "\n" for i in range(3)))
+    pq.write_table(pa.Table.from_pylist([{"problem": f"Compute {i}*2.", "answer": str(2 * i)} for i in range(5)]),
+                   tmp_path / "math500.parquet")
+    gsm = write(tmp_path / "gsm8k.jsonl", "".join(json.dumps({"question": f"Tom has {i} apples and buys 2. How many?",
+                                                              "answer": f"{i} + 2 = {i + 2}\n#### {i + 2}"}) + "\n" for i in range(4)))
+    return f"dapo={dapo},math={tmp_path / 'math500.parquet'},{gsm}"
+
+
+def test_three_eval_files_in_three_layouts_log_each_sets_metrics_at_start_every_eval_every_and_end(tiny_model, tmp_path):
+    spec = _eval_files(tmp_path)
+    cfg = forkgrpo.Config(eval_data=spec)
+    _, sets, _ = forkgrpo.load_datasets(cfg)
+    assert [(name, len(p)) for name, p in sets] == [("dapo", 3), ("math", 5), ("gsm8k", 4)]  # whole, a bare path by its stem
+    assert [p["answer"] for p in sets[2][1]] == ["2", "3", "4", "5"]  # GSM8K's answer after ####
+    out = tmp_path / "run"
+    run_ok(["--model", str(tiny_model), "--out-dir", str(out), *TINY, "--eval-size", "-1", "--eval-data", spec,
+            "--steps", "3", "--eval-every", "2"], here=True)
+    metrics = read_metrics(out)
+    for name in ("dapo", "math", "gsm8k"):
+        lines = [m for m in metrics if f"eval/{name}/acc_greedy" in m]
+        assert [m["step"] for m in lines] == [0, 2, 3], name
+        for m in lines:
+            assert {f"eval/{name}/{k}" for k in ("acc_greedy", "mean@2", "pass@2", "length_mean", "truncated_frac")} <= m.keys()
+            assert 0 <= m[f"eval/{name}/acc_greedy"] <= 1 and m[f"eval/{name}/mean@2"] <= m[f"eval/{name}/pass@2"]
+    assert not any("eval/acc_greedy" in m for m in metrics)  # no built-in split beside the files
+    doc = (forkgrpo.Path(forkgrpo.__file__).parent / "docs" / "metrics.md").read_text()
+    assert all(f"`eval/NAME/{k.split('/')[-1].replace('@2', '@k')}`" in doc for m in metrics for k in m if k.count("/") == 2)
+
+
+def test_an_eval_file_of_an_unknown_layout_fails_before_the_model_loads_naming_the_file_and_the_keys(tmp_path):
+    bad = write(tmp_path / "odd.jsonl", '{"query": "1+1?", "solution": "2"}\n')
+    proc = run_in_process(["--model", str(tmp_path / "no-such-model"), "--out-dir", str(tmp_path / "o"),
+                           "--eval-data", f"odd={bad}"])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert f"{bad}:1: no key 'prompt' (choose it with --prompt-key); looked for prompt + reward_model.ground_truth, problem + answer" in line
+    assert "no-such-model" not in line  # the file was read first
+
+
+@pytest.mark.parametrize("spec", ["a=x.jsonl,a=y.jsonl", "bad name=x.jsonl", "a="])
+def test_a_malformed_eval_data_option_is_refused_naming_the_entry(spec):
+    with pytest.raises(forkgrpo.InputError, match=f"--eval-data {spec}: each entry is NAME=PATH"):
+        forkgrpo.load_datasets(forkgrpo.Config(eval_data=spec))

@@ -149,6 +149,19 @@ def test_sleep_is_a_noop_on_cpu_and_the_sync_after_it_works(tiny):
     assert len(generate(engine, PROMPTS[:1], n=1, temperature=1.0, max_tokens=2, seed=0)) == 1
 
 
+def test_a_sync_that_leaves_a_weight_unloaded_stops_the_run_instead_of_sampling_from_garbage(tiny):
+    """vLLM reports a weight it did not load only as a warning (hidden by VLLM_LOGGING_LEVEL=ERROR); after a
+    level-2 sleep that weight would sit on uninitialised memory."""
+    import forkgrpo
+    model, engine = tiny
+    named = [(name, p.detach()) for name, p in model.named_parameters()]
+    with pytest.raises(forkgrpo.RunError, match="vLLM did not load every weight of the policy"):
+        engine.sync_weights(named[1:])  # the embedding (and the tied head) left out
+    engine.sync_weights(named)  # a whole sync raises nothing and the engine samples from the policy again
+    assert max_logp_diff(model, PROMPTS, generate(engine, PROMPTS, n=1, temperature=TEMPERATURE, max_tokens=6, seed=1),
+                         1, TEMPERATURE) < TOLERANCE
+
+
 def test_close_leaves_no_process_group_and_restores_set_num_threads(tiny):
     """Runs last: vLLM's 1-rank default process group is gone after close(), and torch.set_num_threads,
     which vLLM's CPU worker had disabled, works again, as the trainer's teardown expects."""
