@@ -15,9 +15,12 @@ import math
 import sys
 from pathlib import Path
 
-# (title, [(metric key, line style)], y label); a panel may draw several keys per run.
+# (title, [(metric key, line style)], y label); a panel may draw several keys per run. A key with {set}
+# is drawn once per eval set of the run (its own colour): the built-in split's eval/acc_greedy and
+# eval/acc@k, and each --eval-data set's eval/<name>/acc_greedy and eval/<name>/mean@k.
 PANELS = [
-    ("held-out accuracy", [("eval/acc_greedy", "-"), ("eval/acc@*", ":")], "greedy (solid), sampled acc@k (dotted)"),
+    ("held-out accuracy", [("eval/{set}acc_greedy", "-"), ("eval/{set}{sampled}@*", ":")],
+     "greedy (solid), sampled mean@k (dotted)"),
     ("training-rollout accuracy", [("reward/accuracy", "-")], "fraction right"),
     ("response length", [("length/mean", "-")], "tokens (mean)"),
     ("truncated responses", [("length/truncated_frac", "-")], "fraction"),
@@ -52,6 +55,13 @@ def series(metrics, key):
     return [s for s, _ in points], [v for _, v in points]
 
 
+def eval_sets(metrics):
+    """A run's eval sets as (key prefix, sampled-accuracy name, legend suffix): the built-in split first."""
+    names = sorted({k.split("/")[1] for m in metrics for k in m if k.startswith("eval/") and k.count("/") == 2})
+    builtin = [("", "acc", "")] if any("eval/acc_greedy" in m for m in metrics) else []
+    return builtin + [(f"{n}/", "mean", f" {n}") for n in names]
+
+
 def plot_runs(runs, labels, out):
     """Draw every panel for every run into `out` (PNG); returns the matplotlib figure."""
     import matplotlib
@@ -62,12 +72,16 @@ def plot_runs(runs, labels, out):
     fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (title, keys, ylabel) in zip(axes.flat, PANELS):
-        for i, (metrics, label) in enumerate(zip(runs, labels)):
-            for j, (key, style) in enumerate(keys):
-                x, y = series(metrics, key)
-                if x:
-                    ax.plot(x, y, style, color=colours[i % len(colours)], marker="o", markersize=3,
-                            label=label if j == 0 else None)
+        line = 0  # one colour per run, or per (run, eval set) in a panel of eval sets
+        for metrics, label in zip(runs, labels):
+            sets = eval_sets(metrics) if "{set}" in keys[0][0] else [("", "", "")]
+            for prefix, sampled, suffix in sets or [("", "", "")]:
+                for j, (key, style) in enumerate(keys):
+                    x, y = series(metrics, key.format(set=prefix, sampled=sampled))
+                    if x:
+                        ax.plot(x, y, style, color=colours[line % len(colours)], marker="o", markersize=3,
+                                label=label + suffix if j == 0 else None)
+                line += 1
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)
