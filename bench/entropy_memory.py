@@ -13,7 +13,7 @@ Time: wall time of one forward + backward pass after the warm-up; variants run i
 turn for --rounds rounds and the table shows each one's median, so that load from
 other processes on a shared machine falls on all variants alike.
 
-    .venv/bin/python bench/entropy_memory.py            # the README table
+    .venv/bin/python bench/entropy_memory.py            # the table of docs/benchmarks.md
     .venv/bin/python bench/entropy_memory.py --chunks 256 512 1024 2048 --rounds 5
 """
 

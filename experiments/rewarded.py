@@ -13,7 +13,7 @@ prints, per training step and per evaluation, the accuracy, the mean length in c
 that state nothing (no "=", no "answer", no "####", no box), and the wrong answers that a full stop at
 the end would make right: math_verify reads an unterminated last line as a completion cut off
 mid-computation (docs/verifier.md), so these are right values it cannot tell from a cut-off one (a
-response truncated at --max-new-tokens can be among them). The README's "Why 1e-5" comes from it.
+response truncated at --max-new-tokens can be among them). docs/default-run.md's "Why 1e-5" comes from it.
 """
 
 import argparse
