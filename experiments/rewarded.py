@@ -43,9 +43,9 @@ class ResponseLog:
     def __init__(self, out, log, timeout):
         self.out, self.log, self.timeout, self.last = out, log, timeout, None
 
-    def __call__(self, responses, answers):
-        rewards = forkgrpo.correctness(responses, answers, timeout=self.timeout)
-        caller = sys._getframe(1).f_code.co_name  # forkgrpo calls its reward from collect_rollouts and evaluate
+    def __call__(self, responses, answers, finished=None):
+        rewards = forkgrpo.correctness(responses, answers, finished, timeout=self.timeout)
+        caller = sys._getframe(2).f_code.co_name  # forkgrpo's judge calls its reward, from collect_rollouts and evaluate
         done = trained_steps(self.out)
         if caller == "evaluate":  # an evaluation scores its greedy answers, then its samples
             phase, step = ("sampled" if self.last == ("greedy", done) else "greedy"), done
