@@ -467,14 +467,14 @@ def render(rec, command, seconds, figure_name):
             f"{fmt(term['contribution'])} |")
     add("")
     add("At the first (here the only) mini-batch the policy is still the one that sampled, so r_t = 1 up to "
-        "rounding, no clip acts, and l_t = -A: a token of a right answer lowers the loss, one of a wrong answer "
-        "raises it. The gradient is not zero, since d r_t = r_t d log pi(y_t): it raises the log-prob of the "
-        "selected tokens of right answers and lowers that of wrong ones, each by A / N_sel.")
+        "rounding, no clip acts, and l_t = -A: a token with A > 0 lowers the loss, one with A < 0 raises it. The "
+        "gradient is not zero, since d r_t = r_t d log pi(y_t): descending it raises the log-prob of the selected "
+        "tokens with A > 0 and lowers that of those with A < 0, each weighted by A / N_sel.")
     add("")
     add(f"The loss over all {loss['num_tokens']} selected tokens, as `update_policy` logs it (`loss/loss`, summed "
         f"over `backward`'s micro-batches of {cfg['micro_batch_size']} rows): **{fmt(loss['update_policy'], 6)}** "
-        f"(`policy_loss` on the whole batch at once: {fmt(loss['policy_loss'], 6)}; the {loss['num_tokens']} "
-        f"contributions above summed: {fmt(loss['sum_of_contributions'], 6)}). The gradient's norm, "
+        f"(`policy_loss` on the whole batch at once: {fmt(loss['policy_loss'], 6)}; its {loss['num_tokens']} "
+        f"per-token contributions summed: {fmt(loss['sum_of_contributions'], 6)}). The gradient's norm, "
         f"`train/grad_norm` = {fmt(up['train/grad_norm'])}, is "
         + ("clipped to" if cfg["grad_clip"] and up["train/grad_norm"] > cfg["grad_clip"] else "within")
         + f" --grad-clip {fmt(cfg['grad_clip'])}, and AdamW takes one step at lr {fmt(up['train/lr'])}.")
