@@ -50,7 +50,8 @@ COMPARED = ("reward/mean", "reward/accuracy", "length/mean", "rollout/dropped_gr
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="default", help="a transformers folder or hub id; default: the embedded model")
-    ap.add_argument("--out", type=Path, default=ROOT / "docs", help="the folder of walkthrough.md and walkthrough.png")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs",
+                    help="the folder of walkthrough.md and walkthrough.png (default: docs/)")
     ap.add_argument("--seed", type=int, default=0, help="forkgrpo's --seed (the default run's: 0)")
     ap.add_argument("--rollout", default="auto", choices=typing.get_args(forkgrpo.Config.__annotations__["rollout"]),
                     help="forkgrpo's --rollout (auto: vLLM if installed, as the default run)")
@@ -156,13 +157,14 @@ def record(cfg, s):
     for name, ours in checks.items():  # the mask and the loss shown are the ones update_policy used
         if not math.isclose(ours, updated[name], rel_tol=1e-4, abs_tol=1e-6):
             raise RuntimeError(f"walkthrough.py: {name} {ours} differs from update_policy's {updated[name]}")
-    return {"config": {k: getattr(cfg, k) for k in (
-                "model", "seed", "group_size", "prompts_per_step", "max_new_tokens", "temperature", "rho", "eps_low",
-                "eps_high", "clip_ratio_c", "lr", "grad_clip", "mini_batches", "micro_batch_size", "overlong_cache", "loss_norm")},
+    shown_options = ("model", "seed", "group_size", "prompts_per_step", "max_new_tokens", "temperature", "rho", "eps_low",
+                     "eps_high", "clip_ratio_c", "lr", "grad_clip", "mini_batches", "micro_batch_size", "overlong_cache",
+                     "loss_norm")
+    k = math.ceil(fractions.Fraction(str(cfg.rho)) * n_valid)  # forking_token_mask's ceil(rho N), for the page's text
+    return {"config": {name: getattr(cfg, name) for name in shown_options},
             "engine": s["engine"], "prompts": prompts, "group_prompts": [tokenizer.decode(g.prompt) for g in s["groups"]],
             "responses": responses, "rollout": s["rollout"], "scored": s["scored"], "updated": updated,
-            "mask": {"valid_tokens": n_valid, "k": math.ceil(fractions.Fraction(str(cfg.rho)) * n_valid), "tau": tau, "selected": selected,
-                     "share": selected / n_valid},
+            "mask": {"valid_tokens": n_valid, "k": k, "tau": tau, "selected": selected, "share": selected / n_valid},
             "loss": {"num_tokens": selected, "policy_loss": s["full_loss"], "update_policy": updated["loss/loss"],
                      "sum_of_contributions": sum(v["contribution"] for v in s["terms"].values())}}
 
